@@ -1,0 +1,108 @@
+"""The plan: the typed, immutable list of requests a storyboard compiles to.
+
+Why its own module: every later stage reads a plan (the renderer sends its bodies, the preview
+provider animates them, the assembler cuts its clips at the shot boundaries, campaigns share its
+content keys), while only the planner writes one. Keeping the types here lets each stage depend on
+the data, not on the code that produced it.
+
+Placeholders in ``Request.body``. A plan never holds image bytes or ids that do not exist yet; the
+body holds strings the engine resolves just before sending:
+
+* ``image://sha256/<hex>``: a project image; ``Request.images`` maps the hex digest to its path.
+  The content key hashes the body *with the placeholder*, so renaming a file changes nothing and
+  editing its pixels changes the key.
+* ``frame://last/<request key>``: the last frame of another request's clip (shot chaining);
+  the upstream request is listed in ``Request.depends_on``.
+* ``element://sha256/<hex>``: a reference to register as a Kling element (its frontal image's
+  digest); resolved to the int64 ``element_id`` once registered. Listed in ``Request.elements``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IMAGE_SCHEME = "image://sha256/"
+FRAME_SCHEME = "frame://last/"
+ELEMENT_SCHEME = "element://sha256/"
+
+UNIT_PRICE_USD = 0.14
+"""Kling lists one unit at $0.14 (kling-api.md 11)."""
+
+Family = Literal["text2video", "image2video", "omni-video", "multi-image2video", "motion-control"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ShotSlice(Frozen):
+    """Where one storyboard shot lives inside a request's clip, and what the cut keeps of it."""
+
+    shot_id: str
+    offset: float = Field(description="Seconds from the clip start where this shot begins.")
+    rendered: float = Field(description="Seconds Kling renders for this shot.")
+    keep: float = Field(description="Seconds the cut keeps (the shot's duration), from the shot's start.")
+    prompt: str = Field(description="The rendered prompt of this shot.")
+    camera: str | None = Field(None, description="The shot's camera direction in words (for the preview).")
+    start_image: str | None = Field(None, description="Placeholder of the shot's start frame, if any.")
+    end_image: str | None = Field(None, description="Placeholder of the shot's end frame, if any.")
+    caption: str | None = None
+
+
+class ElementRegistration(Frozen):
+    """A reference the engine registers once per account as a Kling element before it is used."""
+
+    placeholder: str
+    reference: str
+    name: str
+    description: str
+    frontal_image: str = Field(description="Image placeholder of the frontal view.")
+    refer_images: list[str] = Field(description="Image placeholders of the extra views (1-3).")
+    tags: list[str] = Field(default_factory=list)
+
+
+class Request(Frozen):
+    """One paid Kling call, exactly as it will be sent (placeholders aside), with its price."""
+
+    id: str = Field(description="Readable id in plan order, e.g. r02-pour (the first shot's id).")
+    key: str = Field(description="Content key: sha256 of the canonical body (placeholders included).")
+    external_task_id: str = Field(description="Sent to Kling so a lost create can be found again.")
+    family: Family
+    endpoint: str = Field(description="Create path, e.g. /v1/videos/image2video.")
+    model: str
+    mode: str
+    duration: int = Field(description="Seconds Kling renders (and bills).")
+    sound: bool
+    aspect_ratio: str = Field(description="Expected output ratio (i2v: the start frame's, snapped).")
+    width: int
+    height: int
+    fps: int
+    body: dict[str, Any]
+    images: dict[str, str] = Field(default_factory=dict, description="sha256 hex -> project-relative path.")
+    depends_on: list[str] = Field(default_factory=list, description="Keys of requests whose last frame is used.")
+    elements: list[ElementRegistration] = Field(default_factory=list)
+    shots: list[ShotSlice]
+    units: float
+    usd: float
+    notes: list[str] = Field(default_factory=list, description="Why the planner built it this way.")
+
+
+class Plan(Frozen):
+    """Every request of a storyboard, in order, with the total price."""
+
+    project: str
+    storyboard: str = Field(description="Path of the storyboard file the plan was made from.")
+    requests: list[Request]
+    units: float
+    usd: float
+    notes: list[str] = Field(default_factory=list)
+
+    def request_for_shot(self, shot_id: str) -> tuple[Request, ShotSlice]:
+        """The request that renders a shot, and the shot's slice of its clip."""
+        for request in self.requests:
+            for piece in request.shots:
+                if piece.shot_id == shot_id:
+                    return request, piece
+        raise KeyError(shot_id)

@@ -1,0 +1,68 @@
+"""The small protocol every provider satisfies, so the engine drives Kling and preview alike.
+
+Why create/query/lookup/download and not one ``render`` call: the engine journals every step
+(claimed, submitted with a task id, succeeded with a URL, downloaded) so that a crash at any point
+resumes without paying twice. A provider only performs the steps; the engine owns the order, the
+retries around them, the budget and the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from storyboard.plan import ElementRegistration, Request
+
+TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A planned request with its placeholders made concrete for this run."""
+
+    request: Request
+    project_dir: Path
+    images: dict[str, Path] = field(default_factory=dict)
+    """Placeholder (``image://…`` or ``frame://…``) -> local image file."""
+    elements: dict[str, int] = field(default_factory=dict)
+    """Placeholder (``element://…``) -> registered Kling element_id."""
+
+    @property
+    def external_task_id(self) -> str:
+        return self.request.external_task_id
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """What the provider says about a task."""
+
+    task_id: str
+    status: TaskStatus
+    video_url: str | None = None
+    units_charged: float | None = None
+    message: str = ""
+
+
+class Provider(Protocol):
+    """A video provider. ``name`` goes into the journal so clips of one never satisfy another."""
+
+    name: str
+
+    async def create(self, job: Job) -> TaskState:
+        """Submit the request (this is the call that costs money)."""
+
+    async def query(self, job: Job, task_id: str) -> TaskState:
+        """The task's current state."""
+
+    async def lookup(self, job: Job) -> TaskState | None:
+        """Find the task by ``job.external_task_id`` after an ambiguous create; None if it never arrived."""
+
+    async def download(self, job: Job, state: TaskState, dest: Path) -> None:
+        """Write the result video to ``dest`` (the engine verifies and renames it)."""
+
+    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
+        """Create the element (once per account; the engine journals the id) and return its element_id."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
