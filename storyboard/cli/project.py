@@ -1,0 +1,119 @@
+"""Commands that read a storyboard and spend nothing: ``validate``, ``plan``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from storyboard import loader, planner
+from storyboard.cli import app, console, err_console, user_errors
+from storyboard.errors import Problem, StoryboardInvalid
+from storyboard.plan import Plan
+from storyboard.spec import json_schema
+
+PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
+
+
+def load_and_check(path: Path) -> tuple[loader.LoadedStoryboard, list[Problem]]:
+    """Load, then run the model and template checks; raise with every problem if any is an error.
+
+    Why both stages here: users want one run to show everything wrong with a file, whether the
+    YAML is malformed or Kling cannot render what it asks for.
+    """
+    loaded = loader.load(path)
+    problems = list(loaded.advisories) + planner.check(loaded)
+    if any(p.severity == "error" for p in problems):
+        raise StoryboardInvalid(problems)
+    return loaded, problems
+
+
+def print_advisories(problems: list[Problem]) -> None:
+    for problem in sorted(problems, key=lambda p: (p.location, p.message)):
+        err_console.print(str(problem), style="yellow", markup=False)
+
+
+@app.command()
+@user_errors
+def validate(path: Path = PathArgument) -> None:
+    """Check a storyboard: YAML, references, images, what the Kling model can do, templates.
+
+    Exit 0 when valid (advisories may be printed), 1 when not, with every problem as
+    file:line:col: path: message.
+    """
+    loaded, problems = load_and_check(path)
+    print_advisories(problems)
+    storyboard = loaded.storyboard
+    console.print(
+        f"valid: {loaded.file} — {len(storyboard.shots)} shot(s), {len(storyboard.references)} reference(s)"
+        + (f", {len(problems)} advisory(ies)" if problems else ""),
+        markup=False,
+    )
+
+
+def plan_table(plan: Plan) -> Table:
+    """The plan as a human reads it: one row per paid request, then the decisions behind them."""
+    table = Table(title=f"Plan for {plan.project}", show_lines=False)
+    table.add_column("request")
+    table.add_column("shots")
+    table.add_column("endpoint / model")
+    table.add_column("seconds", justify="right")
+    table.add_column("units", justify="right")
+    table.add_column("$", justify="right")
+    for request in plan.requests:
+        table.add_row(
+            request.id,
+            ", ".join(piece.shot_id for piece in request.shots),
+            f"{request.endpoint.rsplit('/', 1)[-1]} / {request.model} {request.mode}"
+            + (" +sound" if request.sound else ""),
+            str(request.duration),
+            f"{request.units:g}",
+            f"{request.usd:.2f}",
+        )
+    return table
+
+
+def print_plan(plan: Plan) -> None:
+    console.print(plan_table(plan))
+    for request in plan.requests:
+        for note in request.notes:
+            console.print(f"  {request.id}: {note}", markup=False)
+    for note in plan.notes:
+        console.print(f"  {note}", markup=False)
+    seconds = sum(r.duration for r in plan.requests)
+    console.print(
+        f"Total: {len(plan.requests)} request(s), {seconds} s rendered, "
+        f"{plan.units:g} units (${plan.usd:.2f}). Nothing has been spent.",
+        markup=False,
+    )
+
+
+@app.command("plan")
+@user_errors
+def plan_command(
+    path: Path = PathArgument,
+    as_json: bool = typer.Option(False, "--json", help="Print the full plan with request bodies as JSON."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Also write the JSON plan to this file."),
+) -> None:
+    """Compile the storyboard into the exact Kling requests, priced, like `terraform plan`."""
+    started = time.perf_counter()
+    loaded, problems = load_and_check(path)
+    the_plan = planner.plan(loaded)
+    document = planner.plan_to_json(the_plan)
+    if output is not None:
+        output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if as_json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    print_advisories(problems)
+    print_plan(the_plan)
+    err_console.print(f"planned in {time.perf_counter() - started:.2f} s", style="dim", markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of storyboard.yaml (for editor autocompletion)."""
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
