@@ -1,0 +1,863 @@
+"""The assembler: final cuts from a timeline of rendered clips, fast and frame-accurate.
+
+Why it works the way it does (figures in /work/shared/assembly-baseline.md):
+
+* **Everything stays in ffmpeg and PyAV.** moviepy keeps ~210 MB of reader processes per open
+  1080p clip, composites in numpy at ~48 ms a frame, and silently corrupts mixed-size inputs.
+  Here memory does not grow with the number of clips, and every pixel operation is an ffmpeg
+  filter.
+* **Copy what can be copied, render only the rest.** Each shot whose clip already matches the
+  output (h264, size, fps, yuv420p, no caption) keeps a *core* that is copied packet for packet:
+  it starts on an IDR frame and ends where the decode-order prefix of the clip holds exactly the
+  frames shown before that point (a "clean cut": every mini-GOP boundary, not only keyframes), so
+  cutting by packet count is frame-exact (``-to`` overshoots by B-frames). Everything else -
+  transition windows, cards, captioned shots, clips of another size or fps - is grouped into
+  *render runs*, each rendered by one ffmpeg filter graph (normalise, xfade, overlay text) with
+  libx264 ``RENDER_PRESET``/``RENDER_CRF``.
+* **Three routes, chosen by what the plan holds.** Only cores: PyAV remuxes the packets into one
+  MP4, bit-identical to the sources ("stream-copy"). Only one run: ffmpeg renders the whole cut
+  in one pass ("re-encode"). Both: cores (via PyAV, through ``h264_mp4toannexb``) and runs are
+  written as MPEG-TS pieces and joined by the concat demuxer ("smart-render"); Annex B with
+  in-band SPS/PPS lets pieces from different encoders follow each other.
+* **Audio is rendered once, from the sources**, never concatenated as copied AAC: concat copy
+  leaves holes where clips have no audio and drifts +24 ms per join from AAC priming. Each item
+  contributes its clip's audio (or silence) resampled to 48 kHz stereo and cut to exactly its
+  video length in samples; joins are ``concat`` or ``acrossfade`` under transitions; the bed is
+  looped, trimmed, faded and ducked; ``loudnorm`` sets the integrated loudness; one AAC encode.
+* **Ducking uses volume automation**, not ``sidechaincompress``: the timeline tells exactly when
+  clip audio plays, so the bed gain is a known envelope (with short ramps) instead of a
+  compressor reacting to levels (which would also pump on quiet passages).
+* **Text is drawn by Pillow** into full-frame transparent PNGs and overlaid by ffmpeg: no
+  ImageMagick, no drawtext font configuration, and ``ImageFont.load_default(size=...)`` works on
+  a fresh machine.
+
+The result is written to a temporary file beside ``dest``, probed (frames, size, fps, streams)
+and only then renamed onto ``dest``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+from PIL import Image, ImageColor, ImageDraw, ImageFont
+
+from .errors import InternalError, UserError
+from .media import MediaError, Probe, ffmpeg_exe, probe
+
+if TYPE_CHECKING:  # the timeline module is written in parallel; only its shape matters here
+    from .spec import Card, TextStyle
+    from .timeline import CardSegment, ShotSegment, Timeline
+
+RENDER_PRESET = "veryfast"
+"""x264 preset for rendered pieces: 2.5x realtime at 1080p on 2 cores (medium is 1x)."""
+RENDER_CRF = 18
+"""Visually transparent next to copied Kling footage (7-15 Mb/s at 1080p), so windows don't show."""
+AUDIO_RATE = 48000
+AUDIO_BITRATE = "192k"
+DUCK_RAMP_S = 0.15
+"""Seconds the bed takes to dip or recover around clip audio (a hard step would click)."""
+SAFE_MARGIN = 0.10
+"""Title-safe margin, as a fraction of the width and height on each side."""
+
+XFADE_KIND = {"crossfade": "fade", "dissolve": "fade", "fade_black": "fadeblack", "fade_white": "fadewhite"}
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage is a short label ("index", "copy", "render", "mux")."""
+
+
+@dataclass(frozen=True)
+class AssembleReport:
+    """What ``assemble_timeline`` produced, and how."""
+
+    path: Path
+    frames: int
+    duration: float
+    path_taken: str
+    """"stream-copy" (video packets copied), "smart-render" (copied cores + rendered windows) or
+    "re-encode" (everything rendered)."""
+    seconds: float
+    notes: tuple[str, ...] = ()
+    copied_frames: int = 0
+    rendered_frames: int = 0
+    has_audio: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# What a clip's packets allow: where a copy may start and end
+
+
+@dataclass(frozen=True)
+class ClipIndex:
+    """A clip's probe plus the facts stream copy needs, read from its packets (no decoding).
+
+    ``clean_cuts`` holds every frame number m such that the first m packets in decode order are
+    exactly the frames 0..m-1: copying packets up to there is frame-exact. ``idr_frames`` holds the
+    frames coded as IDR pictures: a copy can only start on one of them (and on a clean cut), since
+    nothing after an IDR references anything before it.
+    """
+
+    probe: Probe
+    time_base: Fraction
+    extradata: bytes
+    idr_frames: frozenset[int]
+    clean_cuts: frozenset[int]
+    reorder_delay: int = 0
+    """Most packets any frame is decoded ahead of its display position (B-frame depth)."""
+
+    def can_start_copy(self, frame: int) -> bool:
+        return frame in self.idr_frames and frame in self.clean_cuts
+
+    def can_end_copy(self, frame: int) -> bool:
+        return frame in self.clean_cuts or frame == self.probe.frames
+
+
+def _is_idr(data: bytes, length_size: int) -> bool:
+    """Whether a length-prefixed (MP4) H.264 access unit holds an IDR slice (NAL type 5)."""
+    pos = 0
+    while pos + length_size <= len(data):
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
+        if pos < len(data) and data[pos] & 0x1F == 5:
+            return True
+        pos += size
+    return False
+
+
+def index_clip(path: Path) -> ClipIndex:
+    """Probe ``path`` and map its video packets (one demux pass, no decoding)."""
+    info = probe(path, count_frames=False)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        tb = Fraction(stream.time_base)
+        extradata = bytes(stream.codec_context.extradata or b"")
+        length_size = (extradata[4] & 0x03) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
+        pts_list: list[int] = []
+        idr_pts: set[int] = set()
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            pts_list.append(packet.pts)
+            if packet.is_keyframe and (info.video_codec != "h264" or _is_idr(bytes(packet), length_size)):
+                idr_pts.add(packet.pts)
+    if not pts_list:
+        raise MediaError(f"{path}: no video frames")
+    order = {pts: rank for rank, pts in enumerate(sorted(pts_list))}
+    clean: set[int] = set()
+    highest = -1
+    delay = 0
+    for position, pts in enumerate(pts_list):
+        if highest == position - 1:
+            clean.add(position)
+        highest = max(highest, order[pts])
+        delay = max(delay, highest - position)
+    clean.add(len(pts_list))
+    info = Probe(**{**info.__dict__, "frames": len(pts_list), "duration": float(len(pts_list) / info.fps)})
+    return ClipIndex(info, tb, extradata, frozenset(order[p] for p in idr_pts), frozenset(clean), delay)
+
+
+# --------------------------------------------------------------------------------------------
+# The plan: copied cores and rendered runs
+
+
+@dataclass(frozen=True)
+class Part:
+    """Frames ``first .. first+count`` (output frames of the item) of one timeline item, rendered."""
+
+    item: int
+    first: int
+    count: int
+
+
+@dataclass(frozen=True)
+class RenderRun:
+    """Consecutive parts rendered by one ffmpeg graph; parts of consecutive items are joined by
+    the later item's transition (a run never starts with a transition: see ``plan_pieces``)."""
+
+    parts: tuple[Part, ...]
+    frames: int
+
+
+@dataclass(frozen=True)
+class CopyRun:
+    """Frames ``first .. first+frames`` of a clip, copied packet for packet."""
+
+    item: int
+    clip: Path
+    first: int
+    frames: int
+
+
+Piece = RenderRun | CopyRun
+
+
+def overlap_frames(transition: Any, fps: int) -> int:
+    """Frames two items share under a transition (0 for a cut)."""
+    if transition is None or transition.type == "cut":
+        return 0
+    return max(0, round(transition.duration * fps))
+
+
+def _is_shot(item: Any) -> bool:
+    return hasattr(item, "clip")
+
+
+def _copy_compatible(item: Any, index: ClipIndex, output: Any) -> bool:
+    """Whether this shot's clip already is what the output needs, so its packets can be reused."""
+    p = index.probe
+    return (
+        not item.caption
+        and p.video_codec == "h264"
+        and p.pix_fmt == "yuv420p"
+        and (p.width, p.height) == (output.width, output.height)
+        and p.fps == output.fps
+        and item.source_fps == output.fps
+    )
+
+
+def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piece]:
+    """Split the timeline into copied cores and rendered runs, in output order."""
+    fps = timeline.output.fps
+    items = timeline.items
+    d_in = [0] + [overlap_frames(items[i].transition, fps) for i in range(1, len(items))]
+    d_out = d_in[1:] + [0]
+    pieces: list[Piece] = []
+    parts: list[Part] = []
+
+    def flush() -> None:
+        if parts:
+            frames = sum(p.count for p in parts) - sum(
+                d_in[p.item] for k, p in enumerate(parts) if k > 0 and p.first == 0
+            )
+            pieces.append(RenderRun(tuple(parts), frames))
+            parts.clear()
+
+    for i, item in enumerate(items):
+        core = None
+        if _is_shot(item) and _copy_compatible(item, indexes[Path(item.clip)], timeline.output):
+            index = indexes[Path(item.clip)]
+            a = item.source_in_frame
+            b = a + item.frames
+            start = next((f for f in range(a + d_in[i], b) if index.can_start_copy(f)), None)
+            if start is not None:
+                end = next((f for f in range(b - d_out[i], start, -1) if index.can_end_copy(f)), None)
+                if end is not None:
+                    core = (start - a, end - a)
+        if core is None:
+            parts.append(Part(i, 0, item.frames))
+            continue
+        if core[0] > 0:
+            parts.append(Part(i, 0, core[0]))
+        flush()
+        pieces.append(CopyRun(i, Path(item.clip), item.source_in_frame + core[0], core[1] - core[0]))
+        if core[1] < item.frames:
+            parts.append(Part(i, core[1], item.frames - core[1]))
+    flush()
+    return pieces
+
+
+# --------------------------------------------------------------------------------------------
+# Text: Pillow draws, ffmpeg overlays
+
+
+def _font(style: TextStyle, px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if not style.font:
+        return ImageFont.load_default(size=px)
+    for candidate in (style.font, f"{style.font}.ttf"):
+        try:
+            return ImageFont.truetype(candidate, px)
+        except OSError:
+            continue
+    raise UserError(
+        f"font {style.font!r} was not found",
+        "Give the path of a .ttf/.otf file (relative to the project), or remove `font` to use the built-in one.",
+    )
+
+
+def _colour(value: str, what: str) -> tuple[int, int, int]:
+    try:
+        return ImageColor.getrgb(value)[:3]
+    except ValueError:
+        raise UserError(
+            f"{what}: {value!r} is not a colour", "Use a name (white), #rrggbb, or an image path that exists."
+        ) from None
+
+
+def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: Path) -> Path:
+    """Draw ``text`` into a transparent ``width``x``height`` PNG, inside the title-safe area.
+
+    ``style.size`` is meant at 1080p, so it scales with the output height; long text wraps, and
+    text that still does not fit the safe area is shrunk rather than cut off.
+    """
+    box_w = int(width * (1 - 2 * SAFE_MARGIN))
+    box_h = int(height * (1 - 2 * SAFE_MARGIN))
+    px = max(8, round(style.size * height / 1080))
+    colour = _colour(style.color, "text colour")
+    while True:
+        font = _font(style, px)
+        lines = _wrap(text, font, box_w)
+        ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (px, 0)
+        line_h = int((ascent + descent) * 1.15)
+        block_h = line_h * len(lines)
+        widest = max((font.getlength(line) for line in lines), default=0)
+        if (block_h <= box_h and widest <= box_w) or px <= 8:
+            break
+        px = max(8, int(px * 0.9))
+    top = {
+        "top": int(height * SAFE_MARGIN),
+        "center": (height - block_h) // 2,
+        "bottom": int(height * (1 - SAFE_MARGIN)) - block_h,
+    }[style.position]
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    stroke = max(1, px // 18)
+    for n, line in enumerate(lines):
+        x = (width - font.getlength(line)) / 2
+        draw.text((x, top + n * line_h), line, font=font, fill=(*colour, 255), stroke_width=stroke,
+                  stroke_fill=(0, 0, 0, 200))
+    image.save(dest)
+    return dest
+
+
+def _wrap(text: str, font: Any, box_w: int) -> list[str]:
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split():
+            trial = f"{line} {word}".strip()
+            if line and font.getlength(trial) > box_w:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Render runs: one ffmpeg graph per run
+
+
+def _reframe_filter(src_w: int, src_h: int, output: Any) -> str:
+    w, h = output.width, output.height
+    if (src_w, src_h) == (w, h):
+        return ""
+    if output.reframe == "blur" and abs(src_w / src_h - w / h) > 0.01:
+        return (
+            f"split=2[bg][fg];[bg]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
+            f"boxblur=20:2[bgb];[fg]scale={w}:{h}:force_original_aspect_ratio=decrease[fgs];"
+            f"[bgb][fgs]overlay=(W-w)/2:(H-h)/2,"
+        )
+    return f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
+
+
+@dataclass
+class _Graph:
+    """Inputs and filter chains of one ffmpeg command, built up piece by piece."""
+
+    inputs: list[str] = field(default_factory=list)
+    chains: list[str] = field(default_factory=list)
+    count: int = 0
+    labels: int = 0
+
+    def add_input(self, *args: str) -> int:
+        self.inputs.extend(args)
+        self.count += 1
+        return self.count - 1
+
+    def label(self, prefix: str) -> str:
+        self.labels += 1
+        return f"{prefix}{self.labels}"
+
+
+def _card_background(card: Card, width: int, height: int) -> tuple[str, ...] | str:
+    """ffmpeg input args for an image background, or a lavfi colour for a plain one."""
+    background = card.background
+    path = Path(background)
+    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".bmp"} or path.is_file():
+        if not path.is_file():
+            raise UserError(f"card background image {background} does not exist", "Fix the path or use a colour.")
+        return (str(path),)
+    r, g, b = _colour(background, "card background")
+    return f"0x{r:02x}{g:02x}{b:02x}"
+
+
+def _add_run(graph: _Graph, timeline: Timeline, run: RenderRun, indexes: dict[Path, ClipIndex],
+             work_dir: Path) -> str:
+    """Add a run's parts and joins to ``graph``; returns the label of its video."""
+    out = timeline.output
+    fps = out.fps
+    acc = ""
+    acc_len = 0
+    for k, part in enumerate(run.parts):
+        item = timeline.items[part.item]
+        seconds = part.count / fps
+        label = graph.label("v")
+        text = None
+        if _is_shot(item):
+            clip = Path(item.clip)
+            info = indexes[clip].probe
+            start = item.source_in_frame / item.source_fps + part.first / fps
+            seek = ["-ss", f"{max(0.0, start - 0.5 / float(info.fps)):.6f}"] if start > 0 else []
+            n = graph.add_input(*seek, "-t", f"{seconds + 2 / float(info.fps):.6f}", "-i", str(clip))
+            chain = f"[{n}:v]setpts=PTS-STARTPTS,fps={fps},{_reframe_filter(info.width, info.height, out)}"
+            if item.caption:
+                text = render_text_png(item.caption, timeline.captions, out.width, out.height,
+                                       work_dir / f"caption-{part.item}.png")
+        else:
+            background = _card_background(item.card, out.width, out.height)
+            if isinstance(background, tuple):
+                n = graph.add_input("-loop", "1", "-framerate", str(fps), "-t", f"{seconds:.6f}", "-i", background[0])
+                chain = (f"[{n}:v]fps={fps},scale={out.width}:{out.height}:force_original_aspect_ratio=increase,"
+                         f"crop={out.width}:{out.height},")
+            else:
+                n = graph.add_input("-f", "lavfi", "-i",
+                                    f"color=c={background}:s={out.width}x{out.height}:r={fps}:d={seconds + 1 / fps:.6f}")
+                chain = f"[{n}:v]"
+            text = render_text_png(item.card.text, item.card.style, out.width, out.height,
+                                   work_dir / f"card-{part.item}.png")
+        chain += "setsar=1,format=yuv420p"
+        if text is not None:
+            t = graph.add_input("-i", str(text))
+            base = graph.label("b")
+            graph.chains.append(f"{chain}[{base}]")
+            chain = f"[{base}][{t}:v]overlay=0:0:format=auto,format=yuv420p"
+        graph.chains.append(f"{chain},tpad=stop_mode=clone:stop={part.count},trim=end_frame={part.count},"
+                            f"setpts=PTS-STARTPTS[{label}]")
+        if k == 0:
+            acc, acc_len = label, part.count
+            continue
+        joined = graph.label("j")
+        overlap = overlap_frames(item.transition, fps) if part.first == 0 else 0
+        if overlap:
+            graph.chains.append(
+                f"[{acc}][{label}]xfade=transition={XFADE_KIND[item.transition.type]}:"
+                f"duration={overlap / fps:.6f}:offset={(acc_len - overlap) / fps:.6f}[{joined}]"
+            )
+        else:
+            graph.chains.append(f"[{acc}][{label}]concat=n=2:v=1:a=0[{joined}]")
+        acc, acc_len = joined, acc_len + part.count - overlap
+    if acc_len != run.frames:
+        raise InternalError(f"render run adds up to {acc_len} frames, planned {run.frames}")
+    return acc
+
+
+VIDEO_ENCODE = ["-c:v", "libx264", "-preset", RENDER_PRESET, "-crf", str(RENDER_CRF), "-pix_fmt", "yuv420p"]
+
+
+# --------------------------------------------------------------------------------------------
+# Copied cores: PyAV packet copy
+
+
+@dataclass(frozen=True)
+class _VideoSource:
+    """Packets ``first .. first+frames`` (decode order) of an H.264 MP4: a core or a rendered run."""
+
+    index: ClipIndex
+    first: int
+    frames: int
+
+
+def _parameter_sets(extradata: bytes, length_size: int) -> bytes:
+    """The SPS and PPS of an avcC record, as length-prefixed NAL units to put in-band."""
+    if len(extradata) < 7 or extradata[0] != 1:
+        return b""
+    units, pos = [], 5
+    for count_mask in (0x1F, 0xFF):
+        count = extradata[pos] & count_mask
+        pos += 1
+        for _ in range(count):
+            size = int.from_bytes(extradata[pos : pos + 2], "big")
+            units.append(extradata[pos + 2 : pos + 2 + size])
+            pos += 2 + size
+    return b"".join(len(unit).to_bytes(length_size, "big") + unit for unit in units)
+
+
+def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, faststart: bool) -> None:
+    """Write the sources' packets one after another into ``dest`` (MP4), without re-encoding.
+
+    Each source starts on an IDR and ends on a clean cut, so its packets are exactly its frames.
+    Timestamps are rebuilt for the whole cut: pts from each frame's display position, and dts
+    from the decode position minus the deepest B-frame delay of all sources, so dts rises
+    strictly and never passes pts across joins (the concat demuxer collides there when a piece
+    with B-frames follows one without). This is what an MPEG-TS/Annex B join achieves, without
+    the round trip and with exact timestamps. The MP4 holds the first source's avcC; where the parameter sets change, the new source's SPS/PPS go in-band before its first
+    IDR, which decoders apply. Every other packet is copied byte for byte.
+    """
+    tick = 512
+    time_base = Fraction(1, fps * tick)
+    delay = max(s.index.reorder_delay for s in sources)
+    head = sources[0].index
+    active_setup = head.extradata
+    length_size = (head.extradata[4] & 0x03) + 1 if len(head.extradata) > 4 else 4
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(head.probe.path)) as template_source, av.open(str(dest), "w", format="mp4", options=options) as out:
+        ostream = out.add_stream_from_template(template_source.streams.video[0])
+        ostream.time_base = time_base
+        display_offset = 0
+        decode_position = 0
+        for source in sources:
+            in_band = b""
+            if source.index.extradata != active_setup:
+                in_band = _parameter_sets(source.index.extradata, length_size)
+                active_setup = source.index.extradata
+            with av.open(str(source.index.probe.path)) as container:
+                stream = container.streams.video[0]
+                kept = []
+                position = 0
+                for packet in container.demux(stream):
+                    if packet.size == 0 or packet.pts is None:
+                        continue
+                    if position >= source.first:
+                        kept.append(packet)
+                    position += 1
+                    if position >= source.first + source.frames:
+                        break
+                if len(kept) != source.frames:
+                    raise InternalError(f"{source.index.probe.path}: {len(kept)} packets where {source.frames} were planned")
+                rank = {pts: n for n, pts in enumerate(sorted(p.pts for p in kept))}
+                for packet in kept:
+                    display = rank[packet.pts]
+                    if in_band:  # the first packet of a source is its IDR
+                        packet = av.Packet(in_band + bytes(packet))
+                        packet.is_keyframe = True
+                        in_band = b""
+                    packet.pts = (display_offset + display) * tick
+                    packet.dts = (decode_position - delay) * tick
+                    packet.duration = tick
+                    packet.time_base = time_base
+                    packet.stream = ostream
+                    out.mux(packet)
+                    decode_position += 1
+            display_offset += source.frames
+
+
+# --------------------------------------------------------------------------------------------
+# Audio: rendered once from the sources
+
+
+def _item_starts(timeline: Timeline) -> list[int]:
+    fps = timeline.output.fps
+    starts, position = [], 0
+    for i, item in enumerate(timeline.items):
+        if i:
+            position -= overlap_frames(item.transition, fps)
+        starts.append(position)
+        position += item.frames
+    return starts
+
+
+def _samples(frames: int, fps: int) -> int:
+    return round(frames * AUDIO_RATE / fps)
+
+
+def audio_wanted(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> bool:
+    """Audio is asked for when a bed is declared, or clip audio is kept and some clip has sound."""
+    if timeline.bed is not None:
+        return True
+    return timeline.audio.clip_audio == "keep" and any(
+        _is_shot(item) and indexes[Path(item.clip)].probe.has_audio for item in timeline.items
+    )
+
+
+def _clip_audio_intervals(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[tuple[float, float]]:
+    """Seconds of the cut where clip audio plays (merged), for ducking the bed."""
+    if timeline.audio.clip_audio != "keep":
+        return []
+    fps = timeline.output.fps
+    spans = []
+    for item, start in zip(timeline.items, _item_starts(timeline)):
+        if _is_shot(item) and indexes[Path(item.clip)].probe.has_audio:
+            spans.append((start / fps, (start + item.frames) / fps))
+    merged: list[list[float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1] + 2 * DUCK_RAMP_S:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def _duck_expression(intervals: list[tuple[float, float]], duck_db: float) -> str:
+    """A volume expression: 1 outside clip audio, ``duck_db`` inside, linear ramps at the edges."""
+    r = DUCK_RAMP_S
+    weights = [f"min(clip((t-{a - r:.4f})/{r},0,1),clip(({b + r:.4f}-t)/{r},0,1))" for a, b in intervals]
+    weight = weights[0]
+    for w in weights[1:]:
+        weight = f"max({weight},{w})"
+    gain = 10 ** (duck_db / 20)
+    return f"1-{1 - gain:.6f}*{weight}"
+
+
+def _add_audio(graph: _Graph, timeline: Timeline, indexes: dict[Path, ClipIndex]) -> str:
+    """Add the whole cut's audio to ``graph``; returns its label (exactly total_frames long)."""
+    fps = timeline.output.fps
+    total = _samples(timeline.total_frames, fps)
+    norm = f"aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    keep = timeline.audio.clip_audio == "keep"
+    acc, acc_samples = "", 0
+    for i, item in enumerate(timeline.items):
+        n_samples = _samples(item.frames, fps)
+        label = graph.label("a")
+        if keep and _is_shot(item) and indexes[Path(item.clip)].probe.has_audio:
+            start = item.source_in_frame / item.source_fps
+            seek = ["-ss", f"{start:.6f}"] if start > 0 else []
+            n = graph.add_input(*seek, "-t", f"{item.frames / fps + 0.1:.6f}", "-i", str(item.clip))
+            graph.chains.append(f"[{n}:a]asetpts=PTS-STARTPTS,{norm},apad,atrim=end_sample={n_samples}[{label}]")
+        else:
+            graph.chains.append(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{norm},atrim=end_sample={n_samples}[{label}]")
+        if i == 0:
+            acc, acc_samples = label, n_samples
+            continue
+        joined = graph.label("aj")
+        overlap = _samples(overlap_frames(item.transition, fps), fps)
+        if overlap:
+            graph.chains.append(f"[{acc}][{label}]acrossfade=ns={overlap}:c1=tri:c2=tri[{joined}]")
+        else:
+            graph.chains.append(f"[{acc}][{label}]concat=n=2:v=0:a=1[{joined}]")
+        acc, acc_samples = joined, acc_samples + n_samples - overlap
+    mix = acc
+    if timeline.bed is not None:
+        bed = timeline.audio.bed
+        bed_path = Path(timeline.bed)
+        if not bed_path.is_file():
+            raise UserError(f"audio bed {bed_path} does not exist", "Fix `cut.audio.bed.file` or remove the bed.")
+        loop = ["-stream_loop", "-1"] if bed.loop else []
+        n = graph.add_input(*loop, "-i", str(bed_path))
+        seconds = timeline.total_frames / fps
+        chain = f"[{n}:a]asetpts=PTS-STARTPTS,{norm},volume={bed.volume_db}dB,apad,atrim=end_sample={total}"
+        if bed.fade_in > 0:
+            chain += f",afade=t=in:st=0:d={min(bed.fade_in, seconds):.4f}"
+        if bed.fade_out > 0:
+            fade = min(bed.fade_out, seconds)
+            chain += f",afade=t=out:st={seconds - fade:.4f}:d={fade:.4f}"
+        intervals = _clip_audio_intervals(timeline, indexes)
+        if intervals and bed.duck_db < 0:
+            chain += f",volume='{_duck_expression(intervals, bed.duck_db)}':eval=frame"
+        bed_label = graph.label("bed")
+        graph.chains.append(f"{chain}[{bed_label}]")
+        mix = graph.label("mix")
+        graph.chains.append(f"[{acc}][{bed_label}]amix=inputs=2:normalize=0:duration=first[{mix}]")
+    final = graph.label("aout")
+    loudness = timeline.audio.loudness_lufs
+    level = f"loudnorm=I={loudness}:TP=-1.5:LRA=11,{norm}," if loudness is not None else ""
+    graph.chains.append(f"[{mix}]{level}apad,atrim=end_sample={total}[{final}]")
+    return final
+
+
+AUDIO_ENCODE = ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", "2"]
+
+
+# --------------------------------------------------------------------------------------------
+# Running ffmpeg
+
+
+def _run_ffmpeg(args: list[str], what: str) -> None:
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-8:])
+        raise InternalError(f"ffmpeg failed while {what}:\n{tail}")
+
+
+def _graph_args(graph: _Graph) -> list[str]:
+    return [*graph.inputs, "-filter_complex", ";".join(graph.chains)] if graph.chains else list(graph.inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point
+
+
+def assemble_timeline(
+    timeline: Timeline,
+    dest: Path,
+    *,
+    work_dir: Path,
+    progress: ProgressCallback | None = None,
+) -> AssembleReport:
+    """Render ``timeline`` to ``dest`` (MP4: H.264 yuv420p, AAC 48 kHz stereo when audio is asked).
+
+    Only ``dest`` is written (through a temporary file beside it, renamed on success); scratch
+    files go to ``work_dir``. Raises ``UserError`` for missing or unreadable clips, fonts, beds.
+    """
+    began = time.perf_counter()
+    dest = Path(dest)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda stage, done, total: None)
+    out = timeline.output
+    fps = out.fps
+
+    clips = []
+    for item in timeline.items:
+        if _is_shot(item) and Path(item.clip) not in clips:
+            clips.append(Path(item.clip))
+    if dest.resolve() in {c.resolve() for c in clips}:
+        raise UserError(f"{dest} is one of the input clips", "Choose another output path.")
+    indexes: dict[Path, ClipIndex] = {}
+    for n, clip in enumerate(clips):
+        report("index", n, len(clips))
+        try:
+            indexes[clip] = index_clip(clip)
+        except MediaError as exc:
+            shot = next(i.shot_id for i in timeline.items if _is_shot(i) and Path(i.clip) == clip)
+            raise UserError(f"shot {shot}: clip {exc}", "Run `storyboard render` again to fetch the clip.") from None
+    _check_timeline(timeline, indexes)
+
+    notes = _reframe_notes(timeline, indexes)
+    pieces = plan_pieces(timeline, indexes)
+    runs = [p for p in pieces if isinstance(p, RenderRun)]
+    copies = [p for p in pieces if isinstance(p, CopyRun)]
+    with_audio = audio_wanted(timeline, indexes)
+    if not runs:
+        path_taken = "stream-copy"
+    elif not copies:
+        path_taken = "re-encode"
+    else:
+        path_taken = "smart-render"
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".partial.mp4", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    scratch = Path(tempfile.mkdtemp(prefix="assemble-", dir=work_dir))
+    try:
+        if path_taken == "re-encode":
+            report("render", 0, 1)
+            graph = _Graph()
+            video_label = _add_run(graph, timeline, runs[0], indexes, scratch)
+            maps = ["-map", f"[{video_label}]"]
+            if with_audio:
+                maps += ["-map", f"[{_add_audio(graph, timeline, indexes)}]", *AUDIO_ENCODE]
+            _run_ffmpeg([*_graph_args(graph), *maps, "-frames:v", str(runs[0].frames), *VIDEO_ENCODE,
+                         "-r", str(fps), "-movflags", "+faststart", str(tmp)], "rendering the cut")
+        else:
+            sources = []
+            for n, piece in enumerate(pieces):
+                if isinstance(piece, CopyRun):
+                    sources.append(_VideoSource(indexes[piece.clip], piece.first, piece.frames))
+                    continue
+                report("render", n, len(pieces))
+                rendered = scratch / f"run-{n:03d}.mp4"
+                graph = _Graph()
+                label = _add_run(graph, timeline, piece, indexes, scratch)
+                _run_ffmpeg([*_graph_args(graph), "-map", f"[{label}]", "-frames:v", str(piece.frames),
+                             *VIDEO_ENCODE, "-r", str(fps), str(rendered)],
+                            f"rendering piece {n + 1} of {len(pieces)}")
+                sources.append(_VideoSource(index_clip(rendered), 0, piece.frames))
+            report("copy", 0, 1)
+            video = scratch / "video.mp4" if with_audio else tmp
+            join_video(sources, video, fps, faststart=not with_audio)
+            if with_audio:
+                report("mux", 0, 1)
+                _mux_audio(["-i", str(video)], timeline, indexes, tmp)
+        result = _verify(tmp, timeline, with_audio)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for leftover in sorted(scratch.glob("*")):
+            leftover.unlink(missing_ok=True)
+        scratch.rmdir()
+    report("done", 1, 1)
+    copied = sum(c.frames for c in copies)
+    return AssembleReport(
+        path=dest,
+        frames=result.frames,
+        duration=result.duration,
+        path_taken=path_taken,
+        seconds=time.perf_counter() - began,
+        notes=tuple(notes),
+        copied_frames=copied,
+        rendered_frames=timeline.total_frames - copied,
+        has_audio=result.has_audio,
+    )
+
+
+def _mux_audio(video_input: list[str], timeline: Timeline, indexes: dict[Path, ClipIndex], tmp: Path) -> None:
+    graph = _Graph()
+    graph.add_input(*video_input)
+    audio_label = _add_audio(graph, timeline, indexes)
+    _run_ffmpeg([*_graph_args(graph), "-map", "0:v", "-map", f"[{audio_label}]", "-c:v", "copy", *AUDIO_ENCODE,
+                 "-movflags", "+faststart", str(tmp)], "rendering the audio")
+
+
+def _check_timeline(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> None:
+    """Refuse a timeline that asks for frames a clip does not have, or does not add up."""
+    fps = timeline.output.fps
+    items = timeline.items
+    if not items:
+        raise UserError(f"cut {timeline.name} has nothing in it", "Add shots to the cut.")
+    for i, item in enumerate(items):
+        d_in = overlap_frames(item.transition, fps) if i else 0
+        d_out = overlap_frames(items[i + 1].transition, fps) if i + 1 < len(items) else 0
+        name = f"shot {item.shot_id}" if _is_shot(item) else f"{item.kind} card"
+        if item.frames <= 0 or item.frames < max(d_in, d_out):
+            raise UserError(
+                f"{name} keeps {item.frames} frames, shorter than its transition ({max(d_in, d_out)} frames)",
+                "Shorten the transition or keep more of the shot.",
+            )
+        if _is_shot(item):
+            info = indexes[Path(item.clip)].probe
+            available = (info.frames - item.source_in_frame) / float(info.fps)
+            if item.frames / fps > available + 0.5 / float(info.fps):
+                raise UserError(
+                    f"shot {item.shot_id}: the cut keeps {item.frames / fps:.2f}s from {item.source_in_frame / item.source_fps:.2f}s "
+                    f"but the clip {item.clip} is {info.duration:.2f}s long",
+                    "Reduce trim_in/duration of the shot, or render it again.",
+                )
+    total = sum(item.frames for item in items) - sum(overlap_frames(items[i].transition, fps) for i in range(1, len(items)))
+    if total != timeline.total_frames:
+        raise InternalError(f"timeline {timeline.name}: items add up to {total} frames, total_frames says {timeline.total_frames}")
+
+
+def _reframe_notes(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[str]:
+    out = timeline.output
+    how = "centre crop" if out.reframe == "crop" else "fit over a blurred fill"
+    notes = []
+    for item in timeline.items:
+        if not _is_shot(item):
+            continue
+        info = indexes[Path(item.clip)].probe
+        if abs(info.width / info.height - out.width / out.height) > 0.01:
+            notes.append(f"shot {item.shot_id} reframed {_ratio(info.width, info.height)} → {out.aspect_ratio} by {how}")
+        elif (info.width, info.height) != (out.width, out.height):
+            notes.append(f"shot {item.shot_id} scaled {info.width}x{info.height} → {out.width}x{out.height}")
+        if info.fps != fps_of(out):
+            notes.append(f"shot {item.shot_id} converted {float(info.fps):g} → {out.fps} fps")
+    return notes
+
+
+def fps_of(output: Any) -> Fraction:
+    return Fraction(output.fps)
+
+
+def _ratio(width: int, height: int) -> str:
+    g = math.gcd(width, height)
+    return f"{width // g}:{height // g}"
+
+
+def _verify(path: Path, timeline: Timeline, with_audio: bool) -> Probe:
+    """Probe what was written; a file that is not exactly what the timeline says is never delivered."""
+    out = timeline.output
+    result = probe(path)
+    problems = []
+    if result.frames != timeline.total_frames:
+        problems.append(f"{result.frames} frames instead of {timeline.total_frames}")
+    if (result.width, result.height) != (out.width, out.height):
+        problems.append(f"{result.width}x{result.height} instead of {out.width}x{out.height}")
+    if result.fps != out.fps:
+        problems.append(f"{float(result.fps):g} fps instead of {out.fps}")
+    if result.has_audio != with_audio:
+        problems.append("audio present" if result.has_audio else "audio missing")
+    if problems:
+        raise InternalError(f"assembled {timeline.name} is wrong: {', '.join(problems)}")
+    return result

@@ -1,0 +1,131 @@
+"""Commands that make finished files: ``assemble`` (cuts from rendered clips) and ``run`` (all stages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from storyboard import planner, timeline
+from storyboard.assembler import assemble_timeline
+from storyboard.cli import app, console, err_console, user_errors
+from storyboard.cli.project import PathArgument, load_and_check, print_advisories
+from storyboard.errors import UserError
+from storyboard.loader import LoadedStoryboard
+from storyboard.plan import Plan
+
+
+def clip_paths(project_dir: Path, plan: Plan, provider_name: str) -> dict[str, Path]:
+    """The verified clips of a provider for this plan (the engine renames a clip in only once verified)."""
+    clips = {}
+    for request in plan.requests:
+        path = project_dir / ".storyboard" / "clips" / provider_name / f"{request.key}.mp4"
+        if path.is_file():
+            clips[request.key] = path
+    return clips
+
+
+def rendered_provider(project_dir: Path, plan: Plan, wanted: str | None) -> str:
+    """Which provider's clips to cut: the one asked for, else Kling's if complete, else preview's."""
+    if wanted:
+        return wanted
+    for name in ("kling", "preview"):
+        if len(clip_paths(project_dir, plan, name)) == len(plan.requests):
+            return name
+    from storyboard.providers import KlingCredentials
+
+    return "kling" if KlingCredentials.from_env(project_dir) else "preview"
+
+
+def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, only: list[str] | None) -> list[Path]:
+    """Build every requested cut of the project into ``out/``; return the files written.
+
+    Why files are written beside each cut (SRT, OTIO, contact sheet): editors finish cuts in their
+    NLE, and reviewers look at a contact sheet before they press play.
+    """
+    project_dir = loaded.project_dir
+    clips = clip_paths(project_dir, plan, provider_name)
+    timelines = timeline.build_timelines(loaded, plan, clips, only=only)
+    out_dir = project_dir / "out"
+    out_dir.mkdir(exist_ok=True)
+    work_dir = project_dir / ".storyboard" / "assemble-work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    task_ids = task_ids_for(project_dir, provider_name)
+    costs = {request.key: request.units for request in plan.requests}
+    written: list[Path] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as progress:
+        for cut in timelines:
+            task = progress.add_task(f"assembling {cut.name}", total=cut.total_frames)
+
+            def advance(frames_done: int, _task=task) -> None:
+                progress.update(_task, completed=frames_done)
+
+            video = out_dir / f"{cut.name}.mp4"
+            report = assemble_timeline(cut, video, work_dir=work_dir, progress=advance)
+            progress.update(task, completed=cut.total_frames)
+            timeline.write_srt(cut, out_dir / f"{cut.name}.srt")
+            timeline.write_otio(cut, out_dir / f"{cut.name}.otio", task_ids=task_ids, costs=costs)
+            timeline.write_contact_sheet(cut, out_dir / f"{cut.name}.contact.png")
+            written += [video, out_dir / f"{cut.name}.srt", out_dir / f"{cut.name}.otio", out_dir / f"{cut.name}.contact.png"]
+            console.print(
+                f"{video.relative_to(project_dir)}: {report.frames} frames, {report.duration:.2f} s, "
+                f"{report.path_taken} in {report.seconds:.1f} s",
+                markup=False,
+            )
+            for note in report.notes:
+                console.print(f"  {note}", markup=False)
+    return written
+
+
+def task_ids_for(project_dir: Path, provider_name: str) -> dict[str, str]:
+    """Kling task ids by request key, from the journal, for the OTIO metadata."""
+    from storyboard.journal import Journal
+
+    path = project_dir / ".storyboard" / "journal.sqlite"
+    if not path.exists():
+        return {}
+    with Journal.open(project_dir) as journal:
+        return journal.task_ids(provider_name)
+
+
+@app.command()
+@user_errors
+def assemble(
+    path: Path = PathArgument,
+    output: list[str] = typer.Option(None, "--output", help="Only this output (repeatable); default: all."),
+    provider: str | None = typer.Option(None, "--provider", help="Cut the clips of this provider (kling|preview)."),
+) -> None:
+    """Assemble the declared cuts from rendered clips into PATH/out/."""
+    loaded, problems = load_and_check(path)
+    print_advisories(problems)
+    the_plan = planner.plan(loaded)
+    name = rendered_provider(loaded.project_dir, the_plan, provider)
+    assemble_project(loaded, the_plan, name, output or None)
+
+
+@app.command()
+@user_errors
+def run(
+    path: Path = PathArgument,
+    provider: str | None = typer.Option(None, "--provider", help="kling or preview (default: kling if keys are set)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking (Kling)."),
+    max_cost: str | None = typer.Option(None, "--max-cost", help="Hard budget: 20u (units) or $2.80 (dollars)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=32),
+) -> None:
+    """Validate, plan, render and assemble in one command (free preview when no Kling keys are set)."""
+    from storyboard.cli.render import render_project
+
+    loaded, problems = load_and_check(path)
+    print_advisories(problems)
+    the_plan = planner.plan(loaded)
+    result = render_project(loaded, the_plan, provider=provider, yes=yes, max_cost=max_cost, concurrency=concurrency)
+    if not result.complete:
+        raise UserError(
+            "not every clip is rendered, so no cut was assembled",
+            "fix what failed above and run again: clips already rendered are kept and not paid again",
+        )
+    assemble_project(loaded, the_plan, result.provider_name, None)

@@ -1,0 +1,524 @@
+"""The render engine: runs a plan through a provider, journaling every step, never paying twice.
+
+Why it is built this way (ARCHITECTURE.md "Never pay twice"):
+
+* Every request is one coroutine that walks the journal's state machine. Before the paid create it
+  claims the request's row; after it, it records the task id; after success, the URL and the units
+  Kling charged; after a verified download, the clip. A crash at any instant leaves a row that
+  tells the next run exactly what to do: reuse, poll, look up, or create anew.
+* Resume is the default. A verified clip is reused for free; a submitted task is polled; a
+  claimed/unknown row (the create may or may not have arrived) is looked up by its
+  ``external_task_id`` and only re-created if Kling proves it absent; a failed one is re-created
+  with the next attempt's id.
+* A hard budget is enforced with reservations taken under a lock right before each create, so even
+  with many creates in flight the spent-plus-reserved total never passes ``max_cost_units``.
+* A concurrency semaphore mirrors Kling's per-account task slots (held from create until the task
+  ends); downloads happen outside it, as soon as a task succeeds.
+* It never prints: it emits ``RenderEvent``s; the CLI draws them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable, Literal
+
+from storyboard.errors import InternalError, ProviderError, UserError
+from storyboard.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
+from storyboard.media import MediaError, ffmpeg_exe, probe
+from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, Plan, Request
+from storyboard.providers.base import Job, Provider, TaskState
+
+EventState = Literal["queued", "reused", "resumed", "submitted", "processing", "downloading", "done", "failed", "skipped"]
+Decision = Literal["reuse", "resume", "create"]
+
+DOWNLOAD_ATTEMPTS = 3
+"""A corrupt or truncated download is deleted and fetched again this many times before giving up."""
+FRAME_TOLERANCE = 2
+"""A clip's frame count may differ from duration × fps by this many frames (encoder rounding)."""
+
+
+@dataclass(frozen=True)
+class RenderEvent:
+    """One state change of one request; ``units`` is what this run has spent so far."""
+
+    request_id: str
+    key: str
+    state: EventState
+    elapsed: float
+    units: float
+    message: str = ""
+
+
+@dataclass
+class RenderResult:
+    """What a render did. ``ok`` when nothing failed or was skipped."""
+
+    provider: str
+    done: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    units_spent: float = 0.0
+    """Units charged for tasks created by this run."""
+    units_resumed: float = 0.0
+    """Units charged for tasks an earlier run created and this run finished."""
+    clips: dict[str, Path] = field(default_factory=dict)
+    """Request key -> verified clip."""
+    fatal: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+def clip_path(project_dir: Path, provider_name: str, key: str) -> Path:
+    """Clips are content-addressed per provider: a preview clip never satisfies a Kling request."""
+    return Path(project_dir) / ".storyboard" / "clips" / provider_name / f"{key}.mp4"
+
+
+def frame_path(project_dir: Path, key: str) -> Path:
+    return Path(project_dir) / ".storyboard" / "frames" / f"{key}.png"
+
+
+def verify_clip(path: Path, request: Request) -> str | None:
+    """None when ``path`` is a playable video of the request's length; else what is wrong with it."""
+    try:
+        facts = probe(path)
+    except MediaError as error:
+        return str(error)
+    if request.family == "motion-control":  # the output follows the motion video's length (§4.5)
+        return None
+    expected = request.duration * float(facts.fps)
+    if abs(facts.frames - expected) > FRAME_TOLERANCE:
+        return f"{facts.frames} frames where {expected:.0f} were expected ({request.duration} s at {float(facts.fps):g} fps)"
+    return None
+
+
+def is_free(provider_name: str) -> bool:
+    return provider_name == "preview"
+
+
+def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tuple[Request, Decision, float]]:
+    """For the plan display: per request, reuse (clip verified), resume (a task exists) or create, and
+    the units this run may newly spend on it. Reads the journal without creating one."""
+    project_dir = Path(project_dir)
+    records: dict[str, RequestRecord] = {}
+    if journal_path(project_dir).is_file():
+        with Journal.open(project_dir) as journal:
+            records = {r.key: r for r in journal.records(provider_name)}
+    free = is_free(provider_name)
+    rows: list[tuple[Request, Decision, float]] = []
+    for request in plan.requests:
+        units = 0.0 if free else request.units
+        clip = clip_path(project_dir, provider_name, request.key)
+        record = records.get(request.key)
+        if clip.is_file() and verify_clip(clip, request) is None:
+            rows.append((request, "reuse", 0.0))
+        elif record and record.state in ("submitted", "succeeded", "downloaded"):
+            rows.append((request, "resume", 0.0))
+        elif record and record.state in ("claimed", "unknown"):
+            rows.append((request, "resume", units))  # looked up first; re-created only if absent
+        else:
+            rows.append((request, "create", units))
+    return rows
+
+
+async def extract_last_frame(clip: Path, dest: Path) -> Path:
+    """Write the clip's last frame as a PNG (for chaining shots), atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:8]}.png")
+    process = await asyncio.create_subprocess_exec(
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-sseof", "-1", "-i", str(clip),
+        "-update", "1", "-frames:v", "1000", str(temp),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    if process.returncode != 0 or not temp.is_file():
+        temp.unlink(missing_ok=True)
+        raise InternalError(f"could not extract the last frame of {clip}: {stderr.decode(errors='replace')[-400:]}")
+    await asyncio.to_thread(_meet_minimum_side, temp)
+    os.replace(temp, dest)
+    return dest
+
+
+MIN_IMAGE_SIDE = 300
+"""Kling rejects input images with a side under 300 px (kling-api.md §2)."""
+
+
+def _meet_minimum_side(path: Path) -> None:
+    """Upscale a frame whose short side is under Kling's 300 px minimum (small clips, previews)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        if min(width, height) >= MIN_IMAGE_SIDE:
+            return
+        scale = MIN_IMAGE_SIDE / min(width, height)
+        size = (max(MIN_IMAGE_SIDE, round(width * scale)), max(MIN_IMAGE_SIDE, round(height * scale)))
+        image.convert("RGB").resize(size, Image.LANCZOS).save(path, format="PNG")
+
+
+class _Budget:
+    """Units spent and reserved by this run, against an optional hard limit."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.charged = 0.0
+        self.reserved = 0.0
+        self.lock = asyncio.Lock()
+
+    async def reserve(self, units: float) -> str | None:
+        """Reserve ``units``; None when granted, else why not."""
+        async with self.lock:
+            if self.limit is not None and self.charged + self.reserved + units > self.limit + 1e-9:
+                return (f"budget: {units:g} units would bring this run to {self.charged + self.reserved + units:.2f} "
+                        f"units, over the {self.limit:g}-unit budget; raise --max-cost to render it")
+            self.reserved += units
+            return None
+
+    async def settle(self, reserved: float, charged: float) -> None:
+        async with self.lock:
+            self.reserved = max(0.0, self.reserved - reserved)
+            self.charged += charged
+
+
+class _Stop(Exception):
+    """Ends one request's coroutine with a final state (failed/skipped) and a reason."""
+
+    def __init__(self, state: EventState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class _Run:
+    def __init__(self, plan: Plan, project_dir: Path, provider: Provider, journal: Journal, *, concurrency: int,
+                 max_cost_units: float | None, events, sleep, clock, poll_initial: float, poll_max: float,
+                 poll_timeout: float) -> None:
+        self.plan = plan
+        self.project_dir = project_dir
+        self.provider = provider
+        self.name = provider.name
+        self.free = is_free(provider.name)
+        self.journal = journal
+        self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.budget = _Budget(max_cost_units)
+        self.events = events
+        self.sleep = sleep
+        self.clock = clock
+        self.poll_initial = poll_initial
+        self.poll_max = poll_max
+        self.poll_timeout = poll_timeout
+        self.started = clock()
+        self.result = RenderResult(provider=provider.name)
+        self.finished: dict[str, asyncio.Future[Path | None]] = {}
+        self.element_tasks: dict[str, asyncio.Task[int]] = {}
+        self.fatal: ProviderError | None = None
+        self.run_id = 0
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def emit(self, request: Request, state: EventState, message: str = "") -> None:
+        if self.events is not None:
+            self.events(RenderEvent(request.id, request.key, state, self.clock() - self.started,
+                                    self.budget.charged, message))
+
+    # ---- one request -----------------------------------------------------------------------
+
+    async def run_request(self, request: Request) -> None:
+        future = self.finished[request.key]
+        try:
+            clip = await self._render(request)
+        except _Stop as stop:
+            (self.result.failed if stop.state == "failed" else self.result.skipped).append((request.id, stop.reason))
+            if not future.done():
+                future.set_result(None)
+            self.emit(request, stop.state, stop.reason)
+            return
+        except BaseException:
+            if not future.done():
+                future.set_result(None)
+            raise
+        self.result.clips[request.key] = clip
+        future.set_result(clip)
+
+    async def _render(self, request: Request) -> Path:
+        for upstream in request.depends_on:
+            if upstream in self.finished:
+                if await self.finished[upstream] is None:
+                    raise _Stop("skipped", f"the request it continues from ({self._id_of(upstream)}) did not render")
+        clip = clip_path(self.project_dir, self.name, request.key)
+        record = self.journal.get(self.name, request.key)
+        if clip.is_file() and await asyncio.to_thread(verify_clip, clip, request) is None:
+            if record is None:
+                self.journal.record_reused_clip(self.name, request.key, request.id, request.external_task_id, str(clip))
+            elif record.state == "succeeded":
+                self.journal.mark_downloaded(self.name, request.key, str(clip))
+            self.result.reused.append(request.id)
+            self.emit(request, "reused", "clip already rendered")
+            return clip
+        job = await self._job(request, record)
+        if record and record.task_id and record.state in ("submitted", "succeeded", "downloaded"):
+            self.emit(request, "resumed", f"task {record.task_id} from an earlier run")
+            state = await self._follow(request, job, record.task_id, reserved=None)
+            return await self._download(request, job, state)
+        if record and record.state in ("claimed", "unknown"):
+            self.emit(request, "resumed", "looking up a submission whose outcome is unknown")
+            try:
+                found = await self.provider.lookup(job)
+            except ProviderError as error:
+                raise _Stop("failed", f"{error} (the submission is still unresolved; run again)") from None
+            if found is not None:
+                self.journal.mark_submitted(self.name, request.key, found.task_id)
+                state = await self._follow(request, job, found.task_id, reserved=None, known=found)
+                return await self._download(request, job, state)
+            # Kling proves it never arrived: send it again, same attempt id, without a new claim.
+            state, reserved = await self._create(request, job, claim=False)
+        else:
+            state, reserved = await self._create(request, job, claim=True)
+        return await self._download(request, job, state)
+
+    def _id_of(self, key: str) -> str:
+        return next((r.id for r in self.plan.requests if r.key == key), key[:12])
+
+    async def _job(self, request: Request, record: RequestRecord | None) -> Job:
+        """The request with its images, chained frames and element ids made concrete."""
+        images: dict[str, Path] = {IMAGE_SCHEME + digest: self.project_dir / rel for digest, rel in request.images.items()}
+        for upstream in request.depends_on:
+            upstream_clip = self.result.clips.get(upstream) or clip_path(self.project_dir, self.name, upstream)
+            if not upstream_clip.is_file():
+                raise _Stop("skipped", f"the clip it continues from ({self._id_of(upstream)}) is missing")
+            frame = frame_path(self.project_dir, upstream)
+            if not frame.is_file():
+                await extract_last_frame(upstream_clip, frame)
+            images[FRAME_SCHEME + upstream] = frame
+        elements: dict[str, int] = {}
+        for registration in request.elements:
+            elements[registration.placeholder] = await self._element(request, registration, images)
+        if record is not None and record.state not in ("failed",):
+            request = request.model_copy(update={"external_task_id": record.external_task_id})
+        return Job(request=request, project_dir=self.project_dir, images=images, elements=elements)
+
+    async def _element(self, request: Request, registration, images: dict[str, Path]) -> int:
+        digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)
+        known = self.journal.element_id(self.name, digest)
+        if known is not None:
+            return known
+        if digest not in self.element_tasks:
+            async def register() -> int:
+                if self.fatal is not None:
+                    raise self.fatal
+                element_id = await self.provider.register_element(registration, images)
+                self.journal.record_element(self.name, digest, element_id)
+                return element_id
+            self.element_tasks[digest] = asyncio.ensure_future(register())
+        try:
+            return await asyncio.shield(self.element_tasks[digest])
+        except ProviderError as error:
+            self._note_fatal(error)
+            raise _Stop("failed", f"element {registration.reference}: {error}") from None
+
+    def _note_fatal(self, error: ProviderError) -> None:
+        if error.details.get("fatal_account") and self.fatal is None:
+            self.fatal = error
+
+    def _fatal_reason(self) -> str:
+        return f"not sent: {self.fatal.message}" if self.fatal else ""
+
+    async def _create(self, request: Request, job: Job, *, claim: bool) -> tuple[TaskState, float]:
+        if self.fatal is not None:
+            raise _Stop("skipped", self._fatal_reason())
+        self.emit(request, "queued")
+        async with self.slots:
+            if self.fatal is not None:
+                raise _Stop("skipped", self._fatal_reason())
+            units = 0.0 if self.free else request.units
+            refusal = await self.budget.reserve(units)
+            if refusal:
+                raise _Stop("skipped", refusal)
+            if claim:
+                try:
+                    record = self.journal.claim(self.name, request.key, request.id, request.external_task_id, units,
+                                                self.run_id)
+                except AlreadyClaimed:
+                    await self.budget.settle(units, 0.0)
+                    raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+                job = Job(request=request.model_copy(update={"external_task_id": record.external_task_id}),
+                          project_dir=job.project_dir, images=job.images, elements=job.elements)
+            try:
+                created = await self.provider.create(job)
+            except ProviderError as error:
+                self._note_fatal(error)
+                if error.money_spent is None:
+                    self.journal.mark_unknown(self.name, request.key, str(error))
+                    raise _Stop("failed", f"{error} (it is looked up on the next run before anything is re-sent)") from None
+                self.journal.mark_failed(self.name, request.key, str(error), error.money_spent)
+                await self.budget.settle(units, 0.0)
+                raise _Stop("failed", str(error)) from None
+            self.journal.mark_submitted(self.name, request.key, created.task_id)
+            self.emit(request, "submitted", f"task {created.task_id}")
+            state = await self._follow(request, job, created.task_id, reserved=units, known=created)
+        return state, units
+
+    async def _follow(self, request: Request, job: Job, task_id: str, *, reserved: float | None,
+                      known: TaskState | None = None) -> TaskState:
+        """Poll until the task ends; journal and settle its charge. ``reserved`` None = an earlier run's task."""
+        interval = self.poll_initial
+        deadline = self.clock() + self.poll_timeout
+        state = known if known is not None and known.status in ("succeed", "failed") else None
+        record = self.journal.get(self.name, request.key)
+        if state is None and record is not None and record.state in ("succeeded", "downloaded") and record.video_url:
+            state = TaskState(task_id=task_id, status="succeed", video_url=record.video_url, units_charged=record.units)
+            return state  # already settled by the run that saw it succeed
+        while state is None:
+            try:
+                current = await self.provider.query(job, task_id)
+            except ProviderError as error:
+                self._note_fatal(error)
+                raise _Stop("failed", f"{error} (task {task_id} is kept; run again to pick it up, no new charge)") from None
+            if current.status in ("succeed", "failed"):
+                state = current
+                break
+            self.emit(request, "processing", current.status)
+            if self.clock() >= deadline:
+                raise _Stop("failed", f"task {task_id} still {current.status} after {self.poll_timeout:.0f} s; "
+                                      "run again later to pick it up (no new charge)")
+            await self.sleep(interval)
+            interval = min(self.poll_max, interval * 1.5)
+        charged = 0.0 if self.free else (state.units_charged if state.units_charged is not None else
+                                         (request.units if state.status == "succeed" else 0.0))
+        if state.status == "failed":
+            self.journal.mark_failed(self.name, request.key, f"Kling failed the task: {state.message or 'no reason given'}",
+                                     money_spent=charged > 0, units=charged or None)
+        else:
+            self.journal.mark_succeeded(self.name, request.key, state.video_url, charged)
+        await self._account(charged, reserved)
+        if state.status == "failed":
+            raise _Stop("failed", f"Kling failed the task: {state.message or 'no reason given'}; "
+                                  f"{'it was charged' if charged else 'nothing was charged'}; run again to retry it")
+        return state
+
+    async def _account(self, charged: float, reserved: float | None) -> None:
+        if reserved is None:
+            self.result.units_resumed += charged
+        else:
+            await self.budget.settle(reserved, charged)
+            self.result.units_spent += charged
+        self.journal.add_run_units(self.run_id, charged)
+
+    async def _download(self, request: Request, job: Job, state: TaskState) -> Path:
+        clip = clip_path(self.project_dir, self.name, request.key)
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        problem = ""
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            self.emit(request, "downloading")
+            temp = clip.with_name(f".{request.key}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                await self.provider.download(job, state, temp)
+                problem = await asyncio.to_thread(verify_clip, temp, request) or ""
+                if not problem:
+                    os.replace(temp, clip)
+                    self.journal.mark_downloaded(self.name, request.key, str(clip))
+                    self.result.done.append(request.id)
+                    self.emit(request, "done")
+                    return clip
+            except ProviderError as error:
+                problem = str(error)
+            finally:
+                temp.unlink(missing_ok=True)
+            if attempt + 1 < DOWNLOAD_ATTEMPTS:
+                await self.sleep(1.0 * (attempt + 1))
+                if state.task_id:  # a fresh URL in case the old one expired
+                    try:
+                        fresh = await self.provider.query(job, state.task_id)
+                        if fresh.video_url:
+                            state = fresh
+                    except ProviderError:
+                        pass
+        raise _Stop("failed", f"the video could not be downloaded intact ({problem}); it is paid for: "
+                              "run again to download it without a new charge")
+
+
+def _lock_project(project_dir: Path):
+    """One render per project at a time: the journal's claims guard rows, this guards the whole run."""
+    lock_file = Path(project_dir) / ".storyboard" / "render.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_file, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"another render is running in {project_dir}",
+                        hint="wait for it to finish (or stop it), then run again") from None
+    return handle
+
+
+def _clean_partial_downloads(project_dir: Path, provider_name: str) -> None:
+    """Partial downloads left by a crash: no render holds them (we hold the project lock)."""
+    folder = clip_path(project_dir, provider_name, "x").parent
+    if folder.is_dir():
+        for leftover in folder.glob(".*.part"):
+            leftover.unlink(missing_ok=True)
+
+
+async def render(
+    plan: Plan,
+    project_dir: Path,
+    provider: Provider,
+    *,
+    concurrency: int = 2,
+    max_cost_units: float | None = None,
+    events: Callable[[RenderEvent], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    poll_initial: float = 5.0,
+    poll_max: float = 30.0,
+    poll_timeout: float = 4 * 3600.0,
+) -> RenderResult:
+    """Render every request of ``plan`` (resuming what earlier runs left) and return what happened.
+
+    A failure of one request never loses the others; an exception that is not a provider error
+    (a bug, a cancellation, a crash hook in tests) stops the run with the journal consistent, so
+    the next run resumes. The caller owns ``provider`` (and closes it).
+    """
+    project_dir = Path(project_dir)
+    lock = _lock_project(project_dir)
+    journal = Journal.open(project_dir)
+    run = _Run(plan, project_dir, provider, journal, concurrency=concurrency, max_cost_units=max_cost_units,
+               events=events, sleep=sleep, clock=clock, poll_initial=poll_initial, poll_max=poll_max,
+               poll_timeout=poll_timeout)
+    outcome = "crashed"
+    try:
+        _clean_partial_downloads(project_dir, provider.name)
+        run.run_id = journal.start_run(provider.name, plan.storyboard)
+        loop = asyncio.get_running_loop()
+        for request in plan.requests:
+            run.finished[request.key] = loop.create_future()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for request in plan.requests:
+                    group.create_task(run.run_request(request))
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        result = run.result
+        if run.fatal is not None:
+            kept = len(result.done) + len(result.reused)
+            what = run.fatal.message.split(";")[0].rstrip(".")
+            todo = run.fatal.hint or "fix it, then run again"
+            result.fatal = f"{what}: {todo}; the {kept} clips already rendered are kept"
+            if run.fatal.code is not None:
+                result.fatal += f" (Kling code {run.fatal.code})"
+        outcome = "ok" if result.ok else "incomplete"
+        return result
+    finally:
+        for task in run.element_tasks.values():
+            task.cancel()
+        journal.finish_run(run.run_id, outcome) if run.run_id else None
+        journal.close()
+        lock.close()

@@ -1,0 +1,53 @@
+"""Shared fixtures: a throwaway project folder with a storyboard and real images.
+
+Why real images: the loader reads image headers (format, size) by content, so tests must write
+genuine PNG/JPG files, not empty files with an image extension. Images are flat colours; Pillow
+writes them in microseconds.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ImageSpec = tuple[int, int] | tuple[int, int, str]
+"""(width, height) or (width, height, Pillow format); the format defaults to the file's extension."""
+
+
+def write_image(path: Path, width: int, height: int, image_format: str | None = None) -> Path:
+    """A real image file of that size; the format follows the extension unless given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (width, height), (40, 90, 160))
+    image.save(path, format=image_format)
+    return path
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """``make_project(yaml_text, images={"refs/hero.png": (1024, 1024)}, files={...})`` -> folder.
+
+    Writes ``storyboard.yaml`` (dedented) and the images into a fresh folder under ``tmp_path``;
+    ``files`` holds other files by relative path (bytes or text), e.g. an audio bed.
+    """
+    counter = iter(range(1_000_000))
+
+    def make(yaml_text: str, images: dict[str, ImageSpec] | None = None, files: dict[str, bytes | str] | None = None) -> Path:
+        project = tmp_path / f"project{next(counter)}"
+        project.mkdir()
+        (project / "storyboard.yaml").write_text(textwrap.dedent(yaml_text), encoding="utf-8")
+        for relative, spec in (images or {}).items():
+            write_image(project / relative, *spec)
+        for relative, content in (files or {}).items():
+            target = project / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
+        return project
+
+    return make
