@@ -48,7 +48,7 @@ def make_clips(folder: Path, count: int, width: int, height: int) -> list[Path]:
         path = folder / f"clip{n + 1}.mp4"
         photo = MEDIA / PHOTOS[n % len(PHOTOS)]
         big_w, big_h = int(width * 1.25), int(height * 1.25)
-        move = (f"scale={big_w}:{big_h}:force_original_aspect_ratio=increase,crop={width}:{height}:"
+        move = (f"scale={big_w}:{big_h}:force_original_aspect_ratio=increase:out_range=tv,crop={width}:{height}:"
                 f"x='(in_w-out_w)*t/{SECONDS}':y='(in_h-out_h)*(0.5+0.4*sin(t))',noise=alls=6:allf=t,format=yuv420p")
         args = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", str(FPS), "-t", str(SECONDS), "-i", str(photo)]
         has_audio = n % 2 == 0

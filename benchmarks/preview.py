@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storyboard.media import ffmpeg_exe, probe  # noqa: E402
-from storyboard.plan import Request, ShotSlice  # noqa: E402
-from storyboard.providers import preview  # noqa: E402
-from storyboard.providers.base import Job  # noqa: E402
+from storyboard.media import ffmpeg_exe, probe
+from storyboard.plan import Request, ShotSlice
+from storyboard.providers import preview
+from storyboard.providers.base import Job
 
 MEDIA = Path("/work/shared/media")
 PHOTOS = {name: MEDIA / name for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")}
@@ -147,8 +147,8 @@ def zoompan_push_in(height: int, work: Path) -> float:
     subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "24",
          "-i", str(PHOTOS["rocket.jpg"]), "-vf",
-         f"scale={width * 4}:{height * 4}:force_original_aspect_ratio=increase,crop={width * 4}:{height * 4},"
-         f"zoompan=z='1+0.25*on/120':d=1:x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2':s={width}x{height}:fps=24,format=yuv420p",
+         (f"scale={width * 4}:{height * 4}:force_original_aspect_ratio=increase,crop={width * 4}:{height * 4},"
+         f"zoompan=z='1+0.25*on/120':d=1:x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2':s={width}x{height}:fps=24,format=yuv420p"),
          "-frames:v", "120", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", str(work / "zoompan.mp4")],
         check=True,
     )

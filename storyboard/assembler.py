@@ -37,12 +37,13 @@ and only then renamed onto ``dest``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -482,7 +483,7 @@ def _parameter_sets(extradata: bytes, length_size: int) -> bytes:
     return b"".join(len(unit).to_bytes(length_size, "big") + unit for unit in units)
 
 
-def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, faststart: bool) -> None:
+def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: Path | None = None) -> None:
     """Write the sources' packets one after another into ``dest`` (MP4), without re-encoding.
 
     Each source starts on an IDR and ends on a clean cut, so its packets are exactly its frames.
@@ -492,6 +493,9 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, faststa
     with B-frames follows one without). This is what an MPEG-TS/Annex B join achieves, without
     the round trip and with exact timestamps. The MP4 holds the first source's avcC; where the parameter sets change, the new source's SPS/PPS go in-band before its first
     IDR, which decoders apply. Every other packet is copied byte for byte.
+
+    ``audio`` (an M4A rendered for the whole cut) is interleaved by time as the video is written,
+    so the video is read and written once, and memory stays at one piece's packets.
     """
     tick = 512
     time_base = Fraction(1, fps * tick)
@@ -499,10 +503,27 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, faststa
     head = sources[0].index
     active_setup = head.extradata
     length_size = (head.extradata[4] & 0x03) + 1 if len(head.extradata) > 4 else 4
-    options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(head.probe.path)) as template_source, av.open(str(dest), "w", format="mp4", options=options) as out:
+    with contextlib.ExitStack() as stack:
+        template_source = stack.enter_context(av.open(str(head.probe.path)))
+        out = stack.enter_context(av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}))
         ostream = out.add_stream_from_template(template_source.streams.video[0])
         ostream.time_base = time_base
+        audio_packets: Iterator[av.Packet] = iter(())
+        if audio is not None:
+            audio_source = stack.enter_context(av.open(str(audio)))
+            audio_in = audio_source.streams.audio[0]
+            audio_out = out.add_stream_from_template(audio_in)
+            audio_out.time_base = audio_in.time_base
+            audio_packets = (p for p in audio_source.demux(audio_in) if p.size and p.dts is not None)
+        pending = next(audio_packets, None)
+
+        def write_audio_until(seconds: float) -> None:
+            nonlocal pending
+            while pending is not None and float(pending.dts * pending.time_base) <= seconds:
+                pending.stream = audio_out
+                out.mux(pending)
+                pending = next(audio_packets, None)
+
         display_offset = 0
         decode_position = 0
         for source in sources:
@@ -536,9 +557,11 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, faststa
                     packet.duration = tick
                     packet.time_base = time_base
                     packet.stream = ostream
+                    write_audio_until(float(packet.dts * time_base))
                     out.mux(packet)
                     decode_position += 1
             display_offset += source.frames
+        write_audio_until(math.inf)
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,6 +700,13 @@ def _graph_args(graph: _Graph) -> list[str]:
 # The entry point
 
 
+def _default_file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def assemble_timeline(
     timeline: Timeline,
     dest: Path,
@@ -741,26 +771,21 @@ def assemble_timeline(
             _run_ffmpeg([*_graph_args(graph), *maps, "-frames:v", str(runs[0].frames), *VIDEO_ENCODE,
                          "-r", str(fps), "-movflags", "+faststart", str(tmp)], "rendering the cut")
         else:
-            sources = []
-            for n, piece in enumerate(pieces):
-                if isinstance(piece, CopyRun):
-                    sources.append(_VideoSource(indexes[piece.clip], piece.first, piece.frames))
-                    continue
-                report("render", n, len(pieces))
-                rendered = scratch / f"run-{n:03d}.mp4"
-                graph = _Graph()
-                label = _add_run(graph, timeline, piece, indexes, scratch)
-                _run_ffmpeg([*_graph_args(graph), "-map", f"[{label}]", "-frames:v", str(piece.frames),
-                             *VIDEO_ENCODE, "-r", str(fps), str(rendered)],
-                            f"rendering piece {n + 1} of {len(pieces)}")
-                sources.append(_VideoSource(index_clip(rendered), 0, piece.frames))
-            report("copy", 0, 1)
-            video = scratch / "video.mp4" if with_audio else tmp
-            join_video(sources, video, fps, faststart=not with_audio)
-            if with_audio:
-                report("mux", 0, 1)
-                _mux_audio(["-i", str(video)], timeline, indexes, tmp)
+            audio_file = scratch / "audio.m4a" if with_audio else None
+            # the audio renders in its own ffmpeg process while video runs render and are indexed
+            audio_job = _start_audio(timeline, indexes, audio_file) if audio_file else None
+            try:
+                sources = _video_sources(pieces, timeline, indexes, scratch, report)
+                report("copy", 0, 1)
+                if audio_job is not None:
+                    _finish(audio_job, "rendering the audio")
+                join_video(sources, tmp, fps, audio=audio_file)
+            finally:
+                if audio_job is not None and audio_job.poll() is None:
+                    audio_job.kill()
+                    audio_job.wait()
         result = _verify(tmp, timeline, with_audio)
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; a cut is an ordinary user file
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -782,12 +807,38 @@ def assemble_timeline(
     )
 
 
-def _mux_audio(video_input: list[str], timeline: Timeline, indexes: dict[Path, ClipIndex], tmp: Path) -> None:
+def _video_sources(pieces: Sequence[Piece], timeline: Timeline, indexes: dict[Path, ClipIndex], scratch: Path,
+                   report: ProgressCallback) -> list[_VideoSource]:
+    """Copied cores as they are; each render run rendered by ffmpeg into its own MP4."""
+    fps = timeline.output.fps
+    sources = []
+    for n, piece in enumerate(pieces):
+        if isinstance(piece, CopyRun):
+            sources.append(_VideoSource(indexes[piece.clip], piece.first, piece.frames))
+            continue
+        report("render", n, len(pieces))
+        rendered = scratch / f"run-{n:03d}.mp4"
+        graph = _Graph()
+        label = _add_run(graph, timeline, piece, indexes, scratch)
+        _run_ffmpeg([*_graph_args(graph), "-map", f"[{label}]", "-frames:v", str(piece.frames), *VIDEO_ENCODE,
+                     "-r", str(fps), str(rendered)], f"rendering piece {n + 1} of {len(pieces)}")
+        sources.append(_VideoSource(index_clip(rendered), 0, piece.frames))
+    return sources
+
+
+def _start_audio(timeline: Timeline, indexes: dict[Path, ClipIndex], dest: Path) -> subprocess.Popen:
     graph = _Graph()
-    graph.add_input(*video_input)
     audio_label = _add_audio(graph, timeline, indexes)
-    _run_ffmpeg([*_graph_args(graph), "-map", "0:v", "-map", f"[{audio_label}]", "-c:v", "copy", *AUDIO_ENCODE,
-                 "-movflags", "+faststart", str(tmp)], "rendering the audio")
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_graph_args(graph),
+               "-map", f"[{audio_label}]", *AUDIO_ENCODE, str(dest)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(job: subprocess.Popen, what: str) -> None:
+    _, stderr = job.communicate()
+    if job.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-8:])
+        raise InternalError(f"ffmpeg failed while {what}:\n{tail}")
 
 
 def _check_timeline(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> None:
@@ -831,13 +882,9 @@ def _reframe_notes(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[s
             notes.append(f"shot {item.shot_id} reframed {_ratio(info.width, info.height)} → {out.aspect_ratio} by {how}")
         elif (info.width, info.height) != (out.width, out.height):
             notes.append(f"shot {item.shot_id} scaled {info.width}x{info.height} → {out.width}x{out.height}")
-        if info.fps != fps_of(out):
+        if info.fps != out.fps:
             notes.append(f"shot {item.shot_id} converted {float(info.fps):g} → {out.fps} fps")
     return notes
-
-
-def fps_of(output: Any) -> Fraction:
-    return Fraction(output.fps)
 
 
 def _ratio(width: int, height: int) -> str:

@@ -117,8 +117,8 @@ _DOWN = r"(?:down|downward|downwards|lowers|descending)"
 # Cinematography terms are read anywhere; everyday verbs ("moves left", "spins", "rising sun",
 # "a pan of eggs") only in the shot's ``camera`` text, where they can only mean the camera.
 _PHRASES: list[tuple[str, str, bool]] = [
-    (r"\b(?:push(?:es|ing)?[- ]?in|dolly(?:ing)?[- ]?in|zoom(?:s|ing)?[- ]?in|punch(?:es)?[- ]?in|"
-     r"push(?:es|ing)? forward|dolly(?:ing)? forward|creep(?:s|ing)? in)\b", "in", True),
+    ((r"\b(?:push(?:es|ing)?[- ]?in|dolly(?:ing)?[- ]?in|zoom(?:s|ing)?[- ]?in|punch(?:es)?[- ]?in|"
+     r"push(?:es|ing)? forward|dolly(?:ing)? forward|creep(?:s|ing)? in)\b"), "in", True),
     (r"\b(?:mov(?:e|es|ing) (?:in|closer|forward)|track(?:s|ing)? in|close[- ]in)\b", "in", False),
     (r"\b(?:pull(?:s|ing)?[- ]?(?:out|back)|dolly(?:ing)?[- ]?(?:out|back)|zoom(?:s|ing)?[- ]?out)\b", "out", True),
     (r"\b(?:pull(?:s|ing)? away|track(?:s|ing)? (?:out|back)|back(?:s|ing)? away|reveal(?:s|ing)?)\b", "out", False),
@@ -139,8 +139,8 @@ _PHRASES: list[tuple[str, str, bool]] = [
     (r"\b(?:roll(?:s|ing)?|rotat(?:e|es|ing)|spin(?:s|ning)?)\b", "roll", False),
     (r"\b(?:hand[- ]?held|shaky cam(?:era)?)\b", "handheld", True),
     (r"\b(?:shaky|shaking|documentary style)\b", "handheld", False),
-    (r"\b(?:static (?:shot|camera|frame|wide|close-up)|locked[- ]?off|tripod shot|still camera|fixed camera|"
-     r"no camera movement|stationary camera)\b", "static", True),
+    ((r"\b(?:static (?:shot|camera|frame|wide|close-up)|locked[- ]?off|tripod shot|still camera|fixed camera|"
+     r"no camera movement|stationary camera)\b"), "static", True),
     (r"\b(?:static|still|fixed|locked)\b", "static", False),
 ]
 

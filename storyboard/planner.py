@@ -17,6 +17,8 @@ Money rules that shape the code:
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import math
@@ -81,15 +83,30 @@ def template_environment(project_dir: Path) -> SandboxedEnvironment:
     Sandboxed because storyboards and their templates are shared between people: a template must
     not reach Python internals (``''.__class__.__mro__``). ``StrictUndefined`` turns a typo in a
     variable name into a located error instead of a silently empty prompt that Kling would bill.
+
+    Cached per project folder: a campaign plans hundreds of variants of one project, and compiling
+    the same templates for each dominated its planning time. Jinja's loaders still check the
+    files' modification times, so an edited template is picked up.
     """
+    return _environment(str(Path(project_dir).resolve()))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(project_dir: str) -> SandboxedEnvironment:
     return SandboxedEnvironment(
         loader=ChoiceLoader(
-            [FileSystemLoader(str(project_dir / "templates")), FileSystemLoader(str(builtin_templates_dir()))]
+            [FileSystemLoader(str(Path(project_dir) / "templates")), FileSystemLoader(str(builtin_templates_dir()))]
         ),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _inline_template(env: SandboxedEnvironment, source: str) -> jinja2.Template:
+    """An inline template (a shot's prompt, caption...) compiled once per environment and text."""
+    return env.from_string(source)
 
 
 def builtin_template_names() -> list[str]:
@@ -750,7 +767,7 @@ class _Compiler:
                 continue
             at = self.at("shots", shot.index, field_name)
             try:
-                texts[field_name] = self.env.from_string(source).render(context).strip() or None
+                texts[field_name] = _inline_template(self.env, source).render(context).strip() or None
             except jinja2.TemplateSyntaxError as exc:
                 self._template_problem(
                     at, f"template syntax error in the {field_name} (line {exc.lineno} of it): {exc.message}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from pathlib import Path
 
 import av
@@ -20,7 +21,12 @@ from storyboard.errors import ProviderError
 from storyboard.media import probe
 from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.providers.base import Job
-from storyboard.providers.preview import PreviewProvider, preview_size, render_preview, shot_frame_ranges
+from storyboard.providers.preview import (
+    PreviewProvider,
+    preview_size,
+    render_preview,
+    shot_frame_ranges,
+)
 
 W, H = 320, 180
 
@@ -245,14 +251,14 @@ def test_static_stays_near_static(tmp_path):
     middle = frames[len(frames) // 2]
     assert best_zoom(frames[0], middle) <= 1.03
     assert float(np.mean(np.abs(frames[0] - frames[-1]))) < 2.0
-    steps = [float(np.mean(np.abs(a - b))) for a, b in zip(frames, frames[1:])]
+    steps = [float(np.mean(np.abs(a - b))) for a, b in itertools.pairwise(frames)]
     assert max(steps) < 3.0
 
 
 def test_moves_are_smooth_without_integer_steps(tmp_path):
     """Sub-pixel motion: consecutive frames change by similar, small amounts (no stalls, no jumps)."""
     frames = frames_of(image_shot_clip(tmp_path, camera="slow push-in"))
-    steps = np.array([float(np.mean(np.abs(a - b))) for a, b in zip(frames, frames[1:])])
+    steps = np.array([float(np.mean(np.abs(a - b))) for a, b in itertools.pairwise(frames)])
     middle = steps[len(steps) // 4 : 3 * len(steps) // 4]  # eased: the middle moves at full speed
     assert middle.min() > 0.2  # every middle frame moves
     assert middle.max() < 2.5 * middle.min()  # and none jumps
@@ -293,7 +299,7 @@ def test_multi_shot_boundaries_fall_on_the_planned_frames(tmp_path):
     clip = render(tmp_path, request, {p1: one, p2: two})
     assert probe(clip).frames == 72
     frames = frames_of(clip)
-    changes = [float(np.mean(np.abs(a - b))) for a, b in zip(frames, frames[1:])]
+    changes = [float(np.mean(np.abs(a - b))) for a, b in itertools.pairwise(frames)]
     cuts = sorted(np.argsort(changes)[-2:] + 1)
     assert cuts == [31, 53]
     assert {31, 53} <= set(keyframe_numbers(clip))  # a clean cut for the assembler

@@ -7,11 +7,13 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storyboard import planner, timeline
+from storyboard import engine, planner, timeline
 from storyboard.assembler import assemble_timeline
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.project import PathArgument, load_and_check, print_advisories
 from storyboard.errors import UserError
+from storyboard.journal import Journal, journal_path
+from storyboard.providers import PROVIDER_NAMES, choose_provider_name
 from storyboard.loader import LoadedStoryboard
 from storyboard.plan import Plan
 
@@ -20,22 +22,20 @@ def clip_paths(project_dir: Path, plan: Plan, provider_name: str) -> dict[str, P
     """The verified clips of a provider for this plan (the engine renames a clip in only once verified)."""
     clips = {}
     for request in plan.requests:
-        path = project_dir / ".storyboard" / "clips" / provider_name / f"{request.key}.mp4"
+        path = engine.clip_path(project_dir, provider_name, request.key)
         if path.is_file():
             clips[request.key] = path
     return clips
 
 
 def rendered_provider(project_dir: Path, plan: Plan, wanted: str | None) -> str:
-    """Which provider's clips to cut: the one asked for, else Kling's if complete, else preview's."""
+    """Which provider's clips to cut: the one asked for, else one whose clips are all there, else the default."""
     if wanted:
-        return wanted
-    for name in ("kling", "preview"):
+        return choose_provider_name(wanted, project_dir)
+    for name in PROVIDER_NAMES:
         if len(clip_paths(project_dir, plan, name)) == len(plan.requests):
             return name
-    from storyboard.providers import KlingCredentials
-
-    return "kling" if KlingCredentials.from_env(project_dir) else "preview"
+    return choose_provider_name(None, project_dir)
 
 
 def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, only: list[str] | None) -> list[Path]:
@@ -59,14 +59,14 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
         console=err_console, transient=True,
     ) as progress:
         for cut in timelines:
-            task = progress.add_task(f"assembling {cut.name}", total=cut.total_frames)
+            task = progress.add_task(f"assembling {cut.name}", total=1)
 
-            def advance(frames_done: int, _task=task) -> None:
-                progress.update(_task, completed=frames_done)
+            def advance(stage: str, done: int, total: int, _task=task, _name=cut.name) -> None:
+                progress.update(_task, description=f"{_name}: {stage}", completed=done, total=max(total, 1))
 
             video = out_dir / f"{cut.name}.mp4"
             report = assemble_timeline(cut, video, work_dir=work_dir, progress=advance)
-            progress.update(task, completed=cut.total_frames)
+            progress.update(task, completed=1, total=1)
             timeline.write_srt(cut, out_dir / f"{cut.name}.srt")
             timeline.write_otio(cut, out_dir / f"{cut.name}.otio", task_ids=task_ids, costs=costs)
             timeline.write_contact_sheet(cut, out_dir / f"{cut.name}.contact.png")
@@ -83,13 +83,10 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
 
 def task_ids_for(project_dir: Path, provider_name: str) -> dict[str, str]:
     """Kling task ids by request key, from the journal, for the OTIO metadata."""
-    from storyboard.journal import Journal
-
-    path = project_dir / ".storyboard" / "journal.sqlite"
-    if not path.exists():
+    if not journal_path(project_dir).is_file():
         return {}
     with Journal.open(project_dir) as journal:
-        return journal.task_ids(provider_name)
+        return {r.key: r.task_id for r in journal.records(provider_name) if r.task_id}
 
 
 @app.command()
@@ -114,7 +111,7 @@ def run(
     provider: str | None = typer.Option(None, "--provider", help="kling or preview (default: kling if keys are set)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking (Kling)."),
     max_cost: str | None = typer.Option(None, "--max-cost", help="Hard budget: 20u (units) or $2.80 (dollars)."),
-    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=32),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once."),
 ) -> None:
     """Validate, plan, render and assemble in one command (free preview when no Kling keys are set)."""
     from storyboard.cli.render import render_project
@@ -123,9 +120,9 @@ def run(
     print_advisories(problems)
     the_plan = planner.plan(loaded)
     result = render_project(loaded, the_plan, provider=provider, yes=yes, max_cost=max_cost, concurrency=concurrency)
-    if not result.complete:
+    if not result.ok:
         raise UserError(
             "not every clip is rendered, so no cut was assembled",
             "fix what failed above and run again: clips already rendered are kept and not paid again",
         )
-    assemble_project(loaded, the_plan, result.provider_name, None)
+    assemble_project(loaded, the_plan, result.provider, None)

@@ -94,17 +94,12 @@ class _Progress:
                           markup=False)
 
 
-@app.command()
-@user_errors
-def render(
-    path: Path = PathArgument,
-    provider: str | None = typer.Option(None, "--provider", help="kling or preview (default: kling if credentials are set)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking."),
-    max_cost: str | None = typer.Option(None, "--max-cost", help="Hard budget for this run: 5u (units) or $2.50."),
-    concurrency: int = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once."),
-) -> None:
-    """Render every request of the plan (resuming earlier runs); asks before spending money."""
-    loaded, plan = _load_plan(path)
+def render_project(loaded, plan, *, provider: str | None, yes: bool, max_cost: str | None,
+                   concurrency: int = 2) -> engine.RenderResult:
+    """Show the render plan, confirm spending where needed, render, and print the summary.
+
+    Shared by ``render`` and ``run`` so both follow the same confirmation and budget rules.
+    """
     project_dir = loaded.project_dir
     budget = parse_max_cost(max_cost)
     name = choose_provider_name(provider, project_dir)
@@ -146,6 +141,21 @@ def render(
     else:
         result = asyncio.run(run())
     _summary(result, free)
+    return result
+
+
+@app.command()
+@user_errors
+def render(
+    path: Path = PathArgument,
+    provider: str | None = typer.Option(None, "--provider", help="kling or preview (default: kling if credentials are set)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking."),
+    max_cost: str | None = typer.Option(None, "--max-cost", help="Hard budget for this run: 5u (units) or $2.50."),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once."),
+) -> None:
+    """Render every request of the plan (resuming earlier runs); asks before spending money."""
+    loaded, plan = _load_plan(path)
+    result = render_project(loaded, plan, provider=provider, yes=yes, max_cost=max_cost, concurrency=concurrency)
     if not result.ok:
         raise typer.Exit(1)
 
