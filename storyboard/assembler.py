@@ -671,10 +671,51 @@ def _add_audio(graph: _Graph, timeline: Timeline, indexes: dict[Path, ClipIndex]
         mix = graph.label("mix")
         graph.chains.append(f"[{acc}][{bed_label}]amix=inputs=2:normalize=0:duration=first[{mix}]")
     final = graph.label("aout")
-    loudness = timeline.audio.loudness_lufs
-    level = f"loudnorm=I={loudness}:TP=-1.5:LRA=11,{norm}," if loudness is not None else ""
-    graph.chains.append(f"[{mix}]{level}apad,atrim=end_sample={total}[{final}]")
+    graph.chains.append(f"[{mix}]{norm},apad,atrim=end_sample={total}[{final}]")
     return final
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R128 figures of a mix, as ffmpeg's ``ebur128`` filter measured them."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+
+
+def parse_ebur128_summary(log: str) -> Loudness:
+    """Integrated loudness and true peak from the summary ``ebur128`` logs when it closes."""
+    summary = log.rsplit("Summary:", 1)
+    if len(summary) != 2:
+        raise InternalError("ffmpeg's ebur128 printed no summary")
+    integrated = re.search(r"I:\s*(-?inf|-?[\d.]+) LUFS", summary[1])
+    peak = re.search(r"Peak:\s*(-?inf|-?[\d.]+) dBFS", summary[1])
+    if integrated is None or peak is None:
+        raise InternalError(f"unexpected ebur128 summary: {summary[1][:300]!r}")
+    return Loudness(float(integrated.group(1)), float(peak.group(1)))
+
+
+def loudness_gain(measured: Loudness, target_lufs: float) -> tuple[float, bool]:
+    """(gain in dB, whether the true-peak limiter is needed) to bring ``measured`` to the target.
+
+    Silence (or a mix so quiet that the R128 gate leaves nothing) gets no gain: amplifying noise
+    floor by 50 dB would be worse than a quiet cut.
+    """
+    if not math.isfinite(measured.integrated_lufs) or measured.integrated_lufs <= SILENT_LUFS:
+        return 0.0, False
+    gain = target_lufs - measured.integrated_lufs
+    return gain, measured.true_peak_dbtp + gain > TRUE_PEAK_CEILING_DB
+
+
+def _limiter() -> str:
+    """A look-ahead limiter whose ceiling keeps inter-sample peaks under ``TRUE_PEAK_CEILING_DB``.
+
+    ``alimiter`` limits sample peaks, so its ceiling sits ``LIMITER_MARGIN_DB`` lower; ``level=0``
+    turns off its default auto-gain to 0 dBFS (which would undo the loudness gain), and
+    ``latency=1`` compensates its look-ahead so the audio stays sample-aligned with the video.
+    """
+    ceiling = 10 ** ((TRUE_PEAK_CEILING_DB - LIMITER_MARGIN_DB) / 20)
+    return f"alimiter=limit={ceiling:.4f}:attack=5:release=50:level=0:latency=1"
 
 
 AUDIO_ENCODE = ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", "2"]
