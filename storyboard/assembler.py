@@ -134,10 +134,21 @@ def _is_idr(data: bytes, length_size: int) -> bool:
     return False
 
 
+PACKETS_ONLY = [{"skip_frame": "all"}] * 8
+"""Stream options for opening a file only to read its packets: without them PyAV's
+``find_stream_info`` decodes a frame of every stream (~35 ms per 1080p clip), and an assembly
+opens each clip three times."""
+
+
+def open_packets(path: Path) -> Any:
+    """Open a media file to demux its packets, without decoding anything to probe it."""
+    return av.open(str(path), stream_options=PACKETS_ONLY)
+
+
 def index_clip(path: Path) -> ClipIndex:
     """Probe ``path`` and map its video packets (one demux pass, no decoding)."""
     info = probe(path, count_frames=False)
-    with av.open(str(path)) as container:
+    with open_packets(path) as container:
         stream = container.streams.video[0]
         tb = Fraction(stream.time_base)
         extradata = bytes(stream.codec_context.extradata or b"")
@@ -504,13 +515,13 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: 
     active_setup = head.extradata
     length_size = (head.extradata[4] & 0x03) + 1 if len(head.extradata) > 4 else 4
     with contextlib.ExitStack() as stack:
-        template_source = stack.enter_context(av.open(str(head.probe.path)))
+        template_source = stack.enter_context(open_packets(head.probe.path))
         out = stack.enter_context(av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}))
         ostream = out.add_stream_from_template(template_source.streams.video[0])
         ostream.time_base = time_base
         audio_packets: Iterator[av.Packet] = iter(())
         if audio is not None:
-            audio_source = stack.enter_context(av.open(str(audio)))
+            audio_source = stack.enter_context(open_packets(audio))
             audio_in = audio_source.streams.audio[0]
             audio_out = out.add_stream_from_template(audio_in)
             audio_out.time_base = audio_in.time_base
@@ -531,7 +542,7 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: 
             if source.index.extradata != active_setup:
                 in_band = _parameter_sets(source.index.extradata, length_size)
                 active_setup = source.index.extradata
-            with av.open(str(source.index.probe.path)) as container:
+            with open_packets(source.index.probe.path) as container:
                 stream = container.streams.video[0]
                 kept = []
                 position = 0

@@ -28,14 +28,21 @@ def clip_paths(project_dir: Path, plan: Plan, provider_name: str) -> dict[str, P
     return clips
 
 
-def rendered_provider(project_dir: Path, plan: Plan, wanted: str | None) -> str:
-    """Which provider's clips to cut: the one asked for, else one whose clips are all there, else the default."""
+def complete_provider(project_dir: Path, wanted: str | None, is_complete) -> str:
+    """Which provider's clips to cut: the one asked for, else the first whose clips are all
+    rendered (``is_complete(name)``), else the one a render would use."""
     if wanted:
         return choose_provider_name(wanted, project_dir)
     for name in PROVIDER_NAMES:
-        if len(clip_paths(project_dir, plan, name)) == len(plan.requests):
+        if is_complete(name):
             return name
     return choose_provider_name(None, project_dir)
+
+
+def rendered_provider(project_dir: Path, plan: Plan, wanted: str | None) -> str:
+    return complete_provider(
+        project_dir, wanted, lambda name: len(clip_paths(project_dir, plan, name)) == len(plan.requests)
+    )
 
 
 def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, only: list[str] | None) -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from rich.table import Table
 from storyboard import campaign as campaigns
 from storyboard import engine
 from storyboard.cli import app, console, err_console, user_errors
-from storyboard.errors import Problem, UserError
+from storyboard.errors import Problem
 from storyboard.plan import UNIT_PRICE_USD
 
 campaign_app = typer.Typer(
@@ -160,44 +159,17 @@ class _CampaignProgress:
             console.print(f"{event.request_id}: {event.state} ({event.elapsed:.0f}s, {event.units:g} units){note}", markup=False)
 
 
-def _confirm_spend(cplan: campaigns.CampaignPlan, provider_name: str, yes: bool, budget: float | None) -> None:
-    combined = cplan.combined_plan()
-    rows = engine.preview_plan(combined, cplan.campaign.project_dir, provider_name)
-    free = engine.is_free(provider_name)
-    to_spend = sum(units for _, _, units in rows)
-    counts = {d: sum(1 for _, decision, _ in rows if decision == d) for d in ("reuse", "resume", "create")}
-    console.print(
-        f"{len(rows)} distinct request(s): {counts['reuse']} reused, {counts['resume']} resumed, {counts['create']} new; "
-        + ("free (preview)" if free else f"up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) to spend")
-        + ("" if budget is None else f"; budget {budget:g} units"),
-        markup=False,
-    )
-    if free or to_spend <= 0 or yes:
-        return
-    if not sys.stdin.isatty():
-        raise UserError(
-            f"this campaign render would spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) "
-            "and there is no terminal to confirm it; nothing was sent",
-            "pass --yes to spend without asking (add --max-cost to cap it)",
-        )
-    if not typer.confirm(f"Spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) on Kling?", default=False):
-        err_console.print("nothing was sent", markup=False)
-        raise typer.Exit(1)
-
-
 def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_cost: str | None,
             concurrency: int) -> tuple[campaigns.CampaignRender, str]:
-    from storyboard.cli.render import parse_max_cost
-    from storyboard.providers import choose_provider_name, open_provider
+    from storyboard.cli.render import confirm_spend, parse_max_cost, pick_provider
+    from storyboard.providers import open_provider
 
     project_dir = cplan.campaign.project_dir
     budget = parse_max_cost(max_cost)
-    name = choose_provider_name(provider, project_dir)
-    if provider is None and name == "preview":
-        err_console.print(
-            "no Kling credentials found: rendering free previews. To render with Kling, set KLINGAI_ACCESS_KEY "
-            "and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY), or pass --provider kling.", style="yellow", markup=False)
-    _confirm_spend(cplan, name, yes, budget)
+    name = pick_provider(provider, project_dir)
+    rows = engine.preview_plan(cplan.combined_plan(), project_dir, name)
+    console.print(f"{len(rows)} distinct request(s) for {len(cplan.variants)} variant(s)", markup=False)
+    confirm_spend(rows, engine.is_free(name), yes, budget, what="this campaign render")
     the_provider = open_provider(name, project_dir)
     progress = _CampaignProgress(len(cplan.distinct))
 
@@ -243,15 +215,13 @@ def _print_outcomes(outcomes: dict[str, campaigns.VariantOutcome], project_dir: 
 
 
 def _rendered_provider(cplan: campaigns.CampaignPlan, wanted: str | None) -> str:
-    """The clips to cut: the provider asked for, else Kling's when complete, else preview's."""
-    if wanted:
-        return wanted
-    for name in ("kling", "preview"):
-        if len(campaigns.rendered_clips(cplan, name)) == len(cplan.distinct):
-            return name
-    from storyboard.providers import choose_provider_name
+    """The clips to cut: the provider asked for, else one whose clips are all there, else the default."""
+    from storyboard.cli.assemble import complete_provider
 
-    return choose_provider_name(None, cplan.campaign.project_dir)
+    return complete_provider(
+        cplan.campaign.project_dir, wanted,
+        lambda name: len(campaigns.rendered_clips(cplan, name)) == len(cplan.distinct),
+    )
 
 
 def _assemble(cplan: campaigns.CampaignPlan, provider_name: str, only: list[str] | None,

@@ -45,6 +45,39 @@ def parse_max_cost(text: str | None) -> float | None:
     return float(match.group("units"))
 
 
+def pick_provider(requested: str | None, project_dir: Path) -> str:
+    """The provider to render with; says so when it falls back to the free preview."""
+    name = choose_provider_name(requested, project_dir)
+    if requested is None and name == "preview":
+        err_console.print(
+            "no Kling credentials found: rendering free previews. To render with Kling, set KLINGAI_ACCESS_KEY "
+            "and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment or in the project's .env, "
+            "or pass --provider kling.", style="yellow", markup=False)
+    return name
+
+
+def confirm_spend(rows, free: bool, yes: bool, budget: float | None, *, what: str) -> None:
+    """Print what will be reused, resumed and paid, and ask before spending (never without a terminal).
+
+    ``rows`` are ``engine.preview_plan`` rows. Raises ``UserError`` (nothing sent) when money would
+    be spent, ``--yes`` was not given and there is no terminal to ask in.
+    """
+    to_spend = sum(units for _, _, units in rows)
+    counts = {d: sum(1 for _, decision, _ in rows if decision == d) for d in MARKERS}
+    console.print(f"{counts['reuse']} reused, {counts['resume']} resumed, {counts['create']} new; "
+                  + ("free (preview)" if free else f"up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) to spend")
+                  + ("" if budget is None else f"; budget {budget:g} units"), markup=False)
+    if free or to_spend <= 0 or yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{what} would spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) "
+                        "and there is no terminal to confirm it; nothing was sent",
+                        hint="pass --yes to spend without asking (add --max-cost to cap it)")
+    if not typer.confirm(f"Spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) on Kling?", default=False):
+        err_console.print("nothing was sent", markup=False)
+        raise typer.Exit(1)
+
+
 def _load_plan(path: Path):
     from storyboard import planner
     from storyboard.cli.project import load_and_check, print_advisories
@@ -102,28 +135,11 @@ def render_project(loaded, plan, *, provider: str | None, yes: bool, max_cost: s
     """
     project_dir = loaded.project_dir
     budget = parse_max_cost(max_cost)
-    name = choose_provider_name(provider, project_dir)
-    if provider is None and name == "preview":
-        err_console.print(
-            "no Kling credentials found: rendering free previews. To render with Kling, set KLINGAI_ACCESS_KEY "
-            "and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment or in the project's .env, "
-            "or pass --provider kling.", style="yellow", markup=False)
+    name = pick_provider(provider, project_dir)
     free = engine.is_free(name)
     rows = engine.preview_plan(plan, project_dir, name)
     console.print(_plan_table(rows, free))
-    to_spend = sum(units for _, _, units in rows)
-    counts = {d: sum(1 for _, decision, _ in rows if decision == d) for d in MARKERS}
-    console.print(f"{counts['reuse']} reused, {counts['resume']} resumed, {counts['create']} new; "
-                  + ("free (preview)" if free else f"up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) to spend")
-                  + ("" if budget is None else f"; budget {budget:g} units"), markup=False)
-    if not free and to_spend > 0 and not yes:
-        if not sys.stdin.isatty():
-            raise UserError(f"this render would spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) "
-                            "and there is no terminal to confirm it; nothing was sent",
-                            hint="pass --yes to spend without asking (add --max-cost to cap it)")
-        if not typer.confirm(f"Spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) on Kling?", default=False):
-            err_console.print("nothing was sent", markup=False)
-            raise typer.Exit(1)
+    confirm_spend(rows, free, yes, budget, what="this render")
     the_provider = open_provider(name, project_dir)
     progress = _Progress(plan.requests)
 
