@@ -545,8 +545,11 @@ def _build_shots(job: Job, width: int, height: int) -> list[_Shot]:
             badge = _Overlay.of(*_shot_badge(shot_id, width, height))
             shots.append(_Shot(start, frames, camera, end_canvas, [badge]))
             continue
-        if references:
-            reference = _open_image(_resolve_image(job, references[0]), request.id)
+        # A later shot of a multi-shot image-to-video request continues from the request's start
+        # frame (Kling carries the scene on), so its card sits over that image, not a neutral one.
+        backdrop = references[0] if references else body_start
+        if backdrop:
+            reference = _open_image(_resolve_image(job, backdrop), request.id)
             small = ImageOps.fit(reference, (max(16, width // 4), max(16, height // 4)), Image.Resampling.BILINEAR)
             small = small.filter(ImageFilter.GaussianBlur(radius=max(2, min(width, height) // 80)))
             background = Image.blend(small, Image.new("RGB", small.size, (0, 0, 0)), 0.35)
@@ -559,7 +562,7 @@ def _build_shots(job: Job, width: int, height: int) -> list[_Shot]:
             subtitle += f" (cut keeps {keep:g} s)"
         if len(ranges) > 1:
             subtitle += f" · shot {number + 1}/{len(ranges)} of {request.id}"
-        subtitle += " · text to video"
+        subtitle += " · continues the scene" if body_start and not references else " · text to video"
         camera = _CameraCanvas(background, CARD_MOVE, width, height, frames, sharp=False)
         card = _Overlay.of(*_card_overlay(shot_id, subtitle, prompt, width, height))
         shots.append(_Shot(start, frames, camera, None, [card]))
