@@ -8,10 +8,16 @@ the same clips, in the same run. Each case runs in its own Python process, so it
     .venv/bin/python benchmarks/assemble.py            # 1080p, six 5 s clips (takes a few minutes)
     .venv/bin/python benchmarks/assemble.py --quick    # 720p, three clips
     .venv/bin/python benchmarks/assemble.py --no-moviepy --runs 3
+    .venv/bin/python benchmarks/assemble.py --runs 3 --before /tmp/old-checkout   # + the old assembler
+    .venv/bin/python benchmarks/assemble.py --cases c2_hybrid_copy_audio,ours_cuts --runs 5
 
 Clips: 24 fps, 5 s, H.264 High yuv420p crf 18 (preset veryfast to keep generation short), x264
 default GOP (keyint 250: one keyframe per clip), a slow pan over a photo from /work/shared/media
 with temporal grain; odd clips carry an AAC 48 kHz stereo tone, even clips have no audio.
+The grain sets the bitrate, very steeply (x264 at crf 18: ``noise=alls=3`` gives ~5 Mb/s at 1080p,
+4 gives ~14, 5 ~28, 6 ~45): the default, 4, puts the clips at the top of the 7-15 Mb/s that
+Kling delivers (assembly-baseline.md); ``--grain 6`` makes the 3-4x heavier clips this script
+used to make, where decoding alone costs ~25 ms a 1080p frame. The clips' bitrate is printed.
 Cuts: all clips with hard cuts, and all clips with 0.5 s crossfades.
 """
 
@@ -40,7 +46,7 @@ XFADE = 0.5
 # ------------------------------------------------------------------------------------- clips
 
 
-def make_clips(folder: Path, count: int, width: int, height: int) -> list[Path]:
+def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4) -> list[Path]:
     from storyboard.media import ffmpeg_exe
 
     clips = []
@@ -49,7 +55,7 @@ def make_clips(folder: Path, count: int, width: int, height: int) -> list[Path]:
         photo = MEDIA / PHOTOS[n % len(PHOTOS)]
         big_w, big_h = int(width * 1.25), int(height * 1.25)
         move = (f"scale={big_w}:{big_h}:force_original_aspect_ratio=increase:out_range=tv,crop={width}:{height}:"
-                f"x='(in_w-out_w)*t/{SECONDS}':y='(in_h-out_h)*(0.5+0.4*sin(t))',noise=alls=6:allf=t,format=yuv420p")
+                f"x='(in_w-out_w)*t/{SECONDS}':y='(in_h-out_h)*(0.5+0.4*sin(t))',noise=alls={grain}:allf=t,format=yuv420p")
         args = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", str(FPS), "-t", str(SECONDS), "-i", str(photo)]
         has_audio = n % 2 == 0
         if has_audio:
@@ -86,7 +92,11 @@ def _timeline(clips: list[Path], width: int, height: int, transition: str, audio
 
 
 def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -> dict:
-    """Runs inside the child process; returns extra facts about the case."""
+    """Runs inside the child process; returns extra facts about the case.
+
+    ``before_<case>`` runs ``<case>`` with the storyboard package of ``--before`` (the child puts
+    that folder first on sys.path), so old and new assemblers are measured in the same run."""
+    case = case.removeprefix("before_")
     from storyboard.media import ffmpeg_exe
     from storyboard.spec import Audio
 
@@ -174,7 +184,7 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
 # ------------------------------------------------------------------------------ measurement
 
 
-def measure(case: str, clips: list[Path], width: int, height: int, folder: Path) -> dict:
+def measure(case: str, clips: list[Path], width: int, height: int, folder: Path, before: Path | None) -> dict:
     """Run one case in a child process, sampling the peak RSS of its whole process tree."""
     import psutil
 
@@ -182,6 +192,8 @@ def measure(case: str, clips: list[Path], width: int, height: int, folder: Path)
     out.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--child", case, "--size", f"{width}x{height}", "--out", str(out),
                *map(str, clips)]
+    if case.startswith("before_"):
+        command[4:4] = ["--root", str(before)]
     began = time.perf_counter()
     child = psutil.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0
@@ -210,7 +222,7 @@ def measure(case: str, clips: list[Path], width: int, height: int, folder: Path)
     facts = probe(out)
     extra = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     return {"case": case, "wall": wall, "peak_mb": peak / 2**20, "frames": facts.frames, "seconds": facts.duration,
-            "audio": facts.has_audio, **extra}
+            "audio": facts.has_audio, "mb": out.stat().st_size / 1e6, **extra}
 
 
 def main() -> None:
@@ -218,12 +230,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="720p, three clips")
     parser.add_argument("--runs", type=int, default=1, help="runs per case (median reported)")
     parser.add_argument("--no-moviepy", action="store_true", help="skip the slow moviepy cases")
+    parser.add_argument("--grain", type=int, default=4, help="temporal grain of the clips (sets their bitrate)")
+    parser.add_argument("--cases", help="comma-separated cases to run (default: all)")
+    parser.add_argument("--before", type=Path,
+                        help="a checkout of an older storyboard: its assembler runs as before_ours_* cases")
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("clips", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.root:
+            sys.path.insert(0, args.root)
         width, height = map(int, args.size.split("x"))
         extra = run_case(args.child, [Path(c) for c in args.clips], width, height, Path(args.out))
         print(json.dumps(extra))
@@ -234,27 +253,33 @@ def main() -> None:
              "d_xfade_veryfast", "ours_xfade"]
     if not args.no_moviepy:
         cases += ["mp_chain", "mp_xfade"]
+    if args.before:
+        cases += [f"before_{c}" for c in cases if c.startswith("ours_")]
+    if args.cases:
+        cases = [c for c in args.cases.split(",") if c]
     with tempfile.TemporaryDirectory(prefix="bench-assemble-") as tmp:
         folder = Path(tmp)
         began = time.perf_counter()
-        clips = make_clips(folder, count, width, height)
-        print(f"{count} clips {width}x{height} {FPS} fps {SECONDS} s made in {time.perf_counter() - began:.1f} s")
+        clips = make_clips(folder, count, width, height, args.grain)
+        rates = ", ".join(f"{c.stat().st_size * 8 / SECONDS / 1e6:.1f}" for c in clips)
+        print(f"{count} clips {width}x{height} {FPS} fps {SECONDS} s, grain {args.grain}, made in "
+              f"{time.perf_counter() - began:.1f} s; Mb/s: {rates}")
         results = {}
         for case in cases:
-            runs = [measure(case, clips, width, height, folder) for _ in range(args.runs)]
+            runs = [measure(case, clips, width, height, folder, args.before) for _ in range(args.runs)]
             walls = [r["wall"] for r in runs]
             best = dict(runs[0])
             best["wall"] = statistics.median(walls)
             best["peak_mb"] = max(r["peak_mb"] for r in runs)
             results[case] = best
-            print(f"  {case:24s} {best['wall']:7.2f} s", flush=True)
+            print(f"  {case:28s} {best['wall']:7.2f} s  (runs: {', '.join(f'{w:.2f}' for w in walls)})", flush=True)
 
     print()
-    print(f"| case | out s | frames | audio | wall s | RTF | peak tree RSS MB | path |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | out s | frames | audio | wall s (median) | RTF | peak tree RSS MB | file MB | path |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for case, r in results.items():
         print(f"| {case} | {r['seconds']:.2f} | {r['frames']} | {'yes' if r['audio'] else 'no'} | {r['wall']:.2f} | "
-              f"{r['seconds'] / r['wall']:.1f} | {r['peak_mb']:.0f} | {r.get('path', '')} |")
+              f"{r['seconds'] / r['wall']:.1f} | {r['peak_mb']:.0f} | {r['mb']:.1f} | {r.get('path', '')} |")
     print()
 
     def ratio(a: str, b: str, goal: str) -> None:
@@ -267,6 +292,13 @@ def main() -> None:
     ratio("mp_xfade", "ours_xfade", ">= 5")
     ratio("d_xfade_veryfast", "ours_xfade", "> 1")
     ratio("mp_chain", "ours_cuts", "")
+    for case in [c for c in results if c.startswith("before_")]:
+        new = case.removeprefix("before_")
+        ratio(case, new, "old / new")
+    if "before_ours_cuts" in results:
+        ratio("before_ours_cuts", "c2_hybrid_copy_audio", "old assembler, <= 1.5")
+    if "before_ours_xfade" in results:
+        ratio("mp_xfade", "before_ours_xfade", "old assembler, >= 5")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ output came from is read from its mean colour, so cut positions are checked fram
 from __future__ import annotations
 
 import subprocess
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from storyboard.assembler import assemble_timeline, index_clip, plan_pieces, CopyRun, RenderRun
+from storyboard.assembler import assemble_timeline, index_clip, plan_pieces, split_run, CopyRun, Part, RenderRun
 from storyboard.errors import UserError
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.spec import Audio, AudioBed, Card, TextStyle, Transition
@@ -225,6 +224,38 @@ def test_crossfades_shorten_by_overlaps_and_blend_where_the_timeline_says(clips,
     assert report.copied_frames == (24 + 12 + 24 if gop_clips else 22)
 
 
+def test_render_runs_split_into_segments_of_at_most_two_clips(clips, tmp_path):
+    # one keyframe per clip: everything after the first clip's core is one render run; it is
+    # rendered as one segment per item (its own frames + the blend into the next), so no ffmpeg
+    # holds more than two clips whatever the length of the cut
+    xf = Transition(type="crossfade", duration=0.5)
+    names = ["red", "green_tone", "blue", "yellow_tone"]
+    tl = timeline([shot(clips[n], 36, transition=xf if i else CUT) for i, n in enumerate(names)])
+    index = {clips[n]: index_clip(clips[n]) for n in names}
+    runs = [p for p in plan_pieces(tl, index) if isinstance(p, RenderRun)]
+    assert len(runs) == 1
+    segments = split_run(runs[0], tl)
+    assert len(segments) == 4  # the first clip's tail, then one per following clip
+    assert all(len({p.item for p in s.parts}) <= 2 for s in segments)
+    assert sum(s.frames for s in segments) == runs[0].frames
+    # segment 1 starts where the blend into item 1 ends, and ends with the blend into item 2
+    assert segments[1].parts == (Part(1, 12, 24), Part(2, 0, 12))
+    assert segments[-1].parts == (Part(3, 12, 24),)
+
+
+def test_item_blended_all_through_stays_in_one_segment_with_its_neighbours(clips, tmp_path):
+    # the middle shot keeps 12 frames under two 12-frame crossfades: it has no frame of its own
+    xf = Transition(type="crossfade", duration=0.5)
+    items = [shot(clips["red"], 36), shot(clips["green_tone"], 12, transition=xf), shot(clips["blue"], 36, transition=xf)]
+    tl = timeline(items)
+    index = {clips[n]: index_clip(clips[n]) for n in ("red", "green_tone", "blue")}
+    runs = [p for p in plan_pieces(tl, index) if isinstance(p, RenderRun)]
+    segments = [s for r in runs for s in split_run(r, tl)]
+    assert any({p.item for p in s.parts} >= {0, 1, 2} or {p.item for p in s.parts} >= {1, 2} for s in segments)
+    dest, _ = assemble(tl, tmp_path)
+    assert probe(dest).frames == tl.total_frames == 36 + 12 + 36 - 24
+
+
 def test_fade_black_dips_to_black_at_the_join(clips, tmp_path):
     fb = Transition(type="fade_black", duration=0.5)
     items = [shot(clips["red_g6"], 36), shot(clips["blue_g6"], 36, transition=fb)]
@@ -386,3 +417,62 @@ def test_shot_longer_than_its_clip_is_a_user_error(clips, tmp_path):
     items = [shot(clips["red"], 48)]  # the clip has 36 frames
     with pytest.raises(UserError, match="clip"):
         assemble(timeline(items), tmp_path)
+
+
+def loudness_of(path: Path) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) of the file's audio, measured by ffmpeg's ebur128."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a",
+                             "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+                            capture_output=True, text=True)
+    summary = result.stderr.rsplit("Summary:", 1)[1]
+    integrated = float(summary.split("I:", 1)[1].split("LUFS")[0])
+    peak = float(summary.split("Peak:", 1)[1].split("dBFS")[0])
+    return integrated, peak
+
+
+@pytest.mark.parametrize("target", [-14, -30])
+def test_loudness_reaches_targets_far_from_the_source_level_within_one_lu(clips, tmp_path, target):
+    # the tones are made at about -21 LUFS: both targets need a real gain, up and down, and the
+    # silent shot between them must not count (R128 gating)
+    items = [shot(clips["green_tone"], 36), shot(clips["red"], 36), shot(clips["yellow_tone"], 36)]
+    dest, _ = assemble(timeline(items, audio=Audio(loudness_lufs=target)), tmp_path)
+    integrated, peak = loudness_of(dest)
+    assert integrated == pytest.approx(target, abs=1.0)
+    facts = probe(dest)
+    assert abs(facts.audio_duration - 4.5) <= 1024 / 48000
+    # the gain is linear: the tone still starts where its shot does
+    loud = np.flatnonzero(np.abs(audio_samples(dest)) > 10 ** ((target - 12) / 20)) / 48000
+    assert abs(loud[0] - 0.0) <= 1024 / 48000 and any(abs(t - 3.0) <= 1024 / 48000 for t in loud)
+
+
+def test_loudness_gain_that_would_clip_goes_through_the_true_peak_limiter(tmp_path):
+    # a quiet tone (about -29 LUFS) with a 2 ms near-full-scale click: the +15 dB of gain that
+    # brings the tone to the target would push the click 14 dB over full scale; the limiter must
+    # hold it under the ceiling while the integrated loudness (the tone's: the click carries
+    # little energy) still reaches the target
+    clip = tmp_path / "burst.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=160x90:r=24:d=3",
+                    "-f", "lavfi", "-i",
+                    "aevalsrc=0.05*sin(2*PI*440*t)+between(t\\,1.5\\,1.502)*0.9*sin(2*PI*1000*t):s=48000:d=3",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "192k", "-ac", "2",
+                    "-shortest", str(clip)], check=True)
+    out = OutputFormat(name="main", aspect_ratio="16:9", width=160, height=90, fps=24, reframe="crop")
+    dest, _ = assemble(timeline([shot(clip, 72)], output=out, audio=Audio(loudness_lufs=-14)), tmp_path)
+    integrated, peak = loudness_of(dest)
+    assert integrated == pytest.approx(-14, abs=1.0)
+    assert peak <= -1.0
+    samples = audio_samples(dest)
+    assert np.abs(samples[: int(1.4 * 48000)]).max() > 0.15  # the quiet tone (0.05) really was raised
+
+
+def test_loudness_gain_leaves_silence_alone_and_asks_for_the_limiter_only_when_peaks_would_clip():
+    from storyboard.assembler import Loudness, loudness_gain, parse_ebur128_summary
+
+    assert loudness_gain(Loudness(float("-inf"), float("-inf")), -14) == (0.0, False)
+    assert loudness_gain(Loudness(-70.0, -60.0), -14) == (0.0, False)
+    assert loudness_gain(Loudness(-20.0, -10.0), -14) == (6.0, False)  # peak lands at -4 dBTP
+    assert loudness_gain(Loudness(-20.0, -6.0), -14) == (6.0, True)  # peak would land at 0 dBTP
+    log = ("[Parsed_ebur128_0 @ 0x1] Summary:\n\n  Integrated loudness:\n    I:         -21.3 LUFS\n"
+           "    Threshold: -31.4 LUFS\n\n  Loudness range:\n    LRA:         0.0 LU\n\n"
+           "  True peak:\n    Peak:       -17.9 dBFS\n")
+    assert parse_ebur128_summary(log) == Loudness(-21.3, -17.9)
