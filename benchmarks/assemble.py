@@ -1,7 +1,7 @@
 """Benchmark: our assembler against plain moviepy 2.2.1 and raw ffmpeg, measured in one run.
 
 Why: the assembler's speed goals are ratios against baselines (see
-/work/shared/assembly-baseline.md), and machines differ, so every baseline is measured here, on
+../shared/assembly-baseline.md), and machines differ, so every baseline is measured here, on
 the same clips, in the same run. Each case runs in its own Python process, so its peak memory
 (the whole process tree, ffmpeg children included, sampled with psutil every 50 ms) is its own.
 
@@ -12,7 +12,7 @@ the same clips, in the same run. Each case runs in its own Python process, so it
     .venv/bin/python benchmarks/assemble.py --cases c2_hybrid_copy_audio,ours_cuts --runs 5
 
 Clips: 24 fps, 5 s, H.264 High yuv420p crf 18 (preset veryfast to keep generation short), x264
-default GOP (keyint 250: one keyframe per clip), a slow pan over a photo from /work/shared/media
+default GOP (keyint 250: one keyframe per clip), a slow pan over a photo from ../shared/media
 with temporal grain; odd clips carry an AAC 48 kHz stereo tone, even clips have no audio.
 The grain sets the bitrate, very steeply (x264 at crf 18: ``noise=alls=3`` gives ~5 Mb/s at 1080p,
 4 gives ~14, 5 ~28, 6 ~45): the default, 4, puts the clips at the top of the 7-15 Mb/s that
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MEDIA = Path("/work/shared/media")
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"  # ../shared beside the checkout
 PHOTOS = ["astronaut.png", "coffee.png", "rocket.jpg", "chelsea.png"]
 FPS = 24
 SECONDS = 5

@@ -5,7 +5,7 @@ Run on demand (not a test): ``.venv/bin/python benchmarks/preview.py [--compare]
 The plan mimics a large example: 10 requests, 75 s of video, with pushes, pans, an orbit, a roll
 (the slower rotating path), static shots, end-frame dissolves, text cards (plain and over a
 blurred reference) and two multi-shot requests mixing cards and image shots. The images are the
-real photos in /work/shared/media.
+real photos in ../shared/media.
 
 Baseline, measured in the same run and at the same size: the bundled ffmpeg encoding the same
 number of frames from its own synthetic source (``testsrc2``) with the same x264 settings, i.e.
@@ -37,7 +37,7 @@ from storyboard.plan import Request, ShotSlice
 from storyboard.providers import preview
 from storyboard.providers.base import Job
 
-MEDIA = Path("/work/shared/media")
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"  # ../shared beside the checkout
 PHOTOS = {name: MEDIA / name for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")}
 
 

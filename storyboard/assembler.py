@@ -1,6 +1,6 @@
 """The assembler: final cuts from a timeline of rendered clips, fast and frame-accurate.
 
-Why it works the way it does (figures in /work/shared/assembly-baseline.md):
+Why it works the way it does (figures in shared/assembly-baseline.md):
 
 * **Everything stays in ffmpeg and PyAV.** moviepy keeps ~210 MB of reader processes per open
   1080p clip, composites in numpy at ~48 ms a frame, and silently corrupts mixed-size inputs.

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from storyboard import capabilities as caps
 from storyboard.plan import UNIT_PRICE_USD
 from storyboard.spec import ModelName
+from tests.reference import KLING_FIXTURES
 
-FIXTURES = Path("/work/shared/kling-fixtures.json")
+FIXTURES = KLING_FIXTURES
 
 
 def test_every_spec_model_is_in_the_table() -> None:

@@ -28,10 +28,11 @@ from storyboard.media import MediaError, probe
 from tests.fakes.kling import DEFAULT_API_KEY, FakeKling, Fault, make_token, price_units
 from tests.fakes.server import serve
 from tests.fakes.videos import result_video_path, shot_colour_rgb
+from tests.reference import KLING_FIXTURES, MEDIA
 
-FIXTURES = json.loads(Path("/work/shared/kling-fixtures.json").read_text())
+FIXTURES = json.loads(KLING_FIXTURES.read_text())
 NOW = FIXTURES["auth"]["fixed_now_seconds"]
-MEDIA = Path("/work/shared/media")
+
 CREATE_PATHS = {
     "text2video": "/v1/videos/text2video", "image2video": "/v1/videos/image2video",
     "multi_image2video": "/v1/videos/multi-image2video", "omni_video": "/v1/videos/omni-video",

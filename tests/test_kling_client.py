@@ -23,6 +23,7 @@ from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.providers.base import Job
 from storyboard.providers.kling import KlingCredentials, KlingProvider, resolve_body
 from tests.fakes.videos import result_video
+from tests.reference import KLING_FIXTURES
 
 AK = "ak_test_7f3c2a9e51d04b6c"
 SK = "sk_test_b91e4d07c6a24f35a8d2e0f1c3b5a7d9"
@@ -176,7 +177,7 @@ def test_jwt_claims_and_regeneration_before_expiry():
 
 
 def test_official_fixture_token_matches():
-    fixtures = json.loads(Path("/work/shared/kling-fixtures.json").read_text())
+    fixtures = json.loads(KLING_FIXTURES.read_text())
     kling = MiniKling()
     provider, _ = make_provider(kling, clock=lambda: fixtures["auth"]["fixed_now_seconds"])
     run(provider.create(Job(request=make_request(), project_dir=Path("."))))

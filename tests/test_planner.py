@@ -13,8 +13,9 @@ from storyboard import planner
 from storyboard.errors import StoryboardInvalid
 from storyboard.loader import load
 from storyboard.plan import FRAME_SCHEME, IMAGE_SCHEME
+from tests.reference import KLING_FIXTURES
 
-FIXTURES = json.loads(Path("/work/shared/kling-fixtures.json").read_text())["endpoints"]
+FIXTURES = json.loads(KLING_FIXTURES.read_text())["endpoints"]
 
 
 def plan_of(make_project, yaml_text: str, images: dict | None = None, files: dict | None = None):
