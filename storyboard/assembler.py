@@ -81,6 +81,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
@@ -387,7 +388,11 @@ def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: 
         x = (width - font.getlength(line)) / 2
         draw.text((x, top + n * line_h), line, font=font, fill=(*colour, 255), stroke_width=stroke,
                   stroke_fill=(0, 0, 0, 200))
-    image.save(dest)
+    # Segments of one crossfaded shot render in parallel and share its caption image: write it
+    # under a private name and rename it into place, so no reader ever opens a half-written PNG.
+    partial = dest.with_name(f".{dest.stem}.{threading.get_ident()}.png")
+    image.save(partial, format="PNG")
+    os.replace(partial, dest)
     return dest
 
 

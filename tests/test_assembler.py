@@ -8,13 +8,23 @@ output came from is read from its mean colour, so cut positions are checked fram
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from storyboard.assembler import assemble_timeline, index_clip, plan_pieces, split_run, CopyRun, Part, RenderRun
+from storyboard.assembler import (
+    CopyRun,
+    Part,
+    RenderRun,
+    assemble_timeline,
+    index_clip,
+    plan_pieces,
+    render_text_png,
+    split_run,
+)
 from storyboard.errors import UserError
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.spec import Audio, AudioBed, Card, TextStyle, Transition
@@ -476,3 +486,36 @@ def test_loudness_gain_leaves_silence_alone_and_asks_for_the_limiter_only_when_p
            "    Threshold: -31.4 LUFS\n\n  Loudness range:\n    LRA:         0.0 LU\n\n"
            "  True peak:\n    Peak:       -17.9 dBFS\n")
     assert parse_ebur128_summary(log) == Loudness(-21.3, -17.9)
+
+
+def test_caption_images_shared_by_parallel_segments_are_never_read_half_written(tmp_path):
+    """Two segments of one crossfaded, captioned shot render at once and write the same caption
+    PNG; a reader must always find a complete image (a race once broke `storyboard run`)."""
+    from PIL import Image
+
+    dest = tmp_path / "caption-1.png"
+    style = TextStyle(size=48)
+    render_text_png("Morning Roast", style, 1280, 720, dest)
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def write() -> None:
+        while not stop.is_set():
+            render_text_png("Morning Roast", style, 1280, 720, dest)
+
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    try:
+        for _ in range(60):
+            try:
+                with Image.open(dest) as image:
+                    image.load()
+            except Exception as error:  # noqa: BLE001 - any failure to read is the bug
+                failures.append(repr(error))
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert failures == []
+    assert [p.name for p in tmp_path.iterdir()] == ["caption-1.png"]
