@@ -322,6 +322,32 @@ def test_elements_are_registered_once_per_account(tmp_path):
         assert journal.element_id("kling", "e" * 64) == element_id
 
 
+def test_a_failed_element_registration_is_retried_on_rerun_with_a_new_external_id(tmp_path):
+    from PIL import Image
+
+    fake = FakeKling()
+    for name, colour in (("front.png", 40), ("side.png", 90)):
+        Image.new("RGB", (320, 320), (colour, 50, 50)).save(tmp_path / name)
+    registration = ElementRegistration(placeholder="element://sha256/" + "e" * 64, reference="mira", name="Mira",
+                                       description="a woman in a green raincoat",
+                                       frontal_image="image://sha256/" + "e" * 64,
+                                       refer_images=["image://sha256/" + "d" * 64])
+    body = {"model_name": "kling-v3-omni", "prompt": "<<<element_1>>> walks", "mode": "std",
+            "duration": str(SECONDS), "aspect_ratio": "16:9",
+            "element_list": [{"element_id": "element://sha256/" + "e" * 64}]}
+    plan = make_plan([make_request("omni-video", body=body, key="1" * 64, duration=SECONDS, id="r00",
+                                   images={"e" * 64: "front.png", "d" * 64: "side.png"}, elements=[registration])])
+    first_id = "sb-el-" + "e" * 40
+    fake.script(first_id, fail="the face is not clear", times=1)
+    first = render(plan, tmp_path, fake)
+    assert [r for r, _ in first.failed] == ["r00"] and "could not create the element" in first.failed[0][1]
+    assert sum(fake.creates.values()) == 0, "no video is paid for while its element is missing"
+    second = render(plan, tmp_path, fake)
+    assert second.ok, second.failed
+    assert dict(fake.element_creates) == {first_id: 1, first_id + "-2": 1}
+    assert sum(fake.creates.values()) == 1
+
+
 # ---- secrets ------------------------------------------------------------------------------------
 
 

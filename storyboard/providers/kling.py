@@ -273,6 +273,10 @@ def _external_id_of(data: dict[str, Any]) -> str | None:
 # The provider
 
 
+MAX_ELEMENT_ATTEMPTS = 20
+"""Registrations of one element tried before giving up (each failed one keeps its external id)."""
+
+
 class KlingProvider:
     """``providers.base.Provider`` over Kling's legacy HTTP API."""
 
@@ -531,7 +535,15 @@ class KlingProvider:
             return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
         digest = registration.frontal_image.removeprefix(IMAGE_SCHEME)
-        external_id = f"sb-el-{digest[:40]}"
+        # Kling keeps external ids unique per account, failed tasks included: after a failed
+        # registration the next attempt needs the next id (sb-el-<digest>, then -2, -3, ...).
+        attempt = 1
+        while True:
+            external_id = f"sb-el-{digest[:40]}" + (f"-{attempt}" if attempt > 1 else "")
+            found = await self._lookup(ELEMENTS_PATH, external_id)  # registered by an earlier, lost run?
+            if found is None or found.status != "failed" or attempt >= MAX_ELEMENT_ATTEMPTS:
+                break
+            attempt += 1
         body: dict[str, Any] = {
             "element_name": registration.name,
             "element_description": registration.description,
@@ -544,8 +556,7 @@ class KlingProvider:
         }
         if registration.tags:
             body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
-        found = await self._lookup(ELEMENTS_PATH, external_id)  # registered by an earlier, lost run?
-        state_task = found.task_id if found else (await self._create(ELEMENTS_PATH, body, external_id, f"element {registration.reference}")).task_id
+        state_task = found.task_id if found and found.status != "failed" else (await self._create(ELEMENTS_PATH, body, external_id, f"element {registration.reference}")).task_id
         for _ in range(self.element_poll_limit):
             envelope = await self._read(f"{ELEMENTS_PATH}/{state_task}", during="element")
             data = envelope.get("data") or {}
