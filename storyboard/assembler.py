@@ -96,7 +96,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from .errors import InternalError, UserError
 from .media import MediaError, Probe, ffmpeg_exe, probe
 
-if TYPE_CHECKING:  # the timeline module is written in parallel; only its shape matters here
+if TYPE_CHECKING:
     from .spec import Card, TextStyle
     from .timeline import Timeline
 
@@ -1120,3 +1120,43 @@ def _verify(path: Path, timeline: Timeline, with_audio: bool) -> Probe:
     if problems:
         raise InternalError(f"assembled {timeline.name} is wrong: {', '.join(problems)}")
     return result
+
+
+@dataclass(frozen=True)
+class CutFiles:
+    """Everything written for one cut: the video and the files beside it."""
+
+    report: AssembleReport
+    video: Path
+    subtitles: Path
+    timeline: Path
+    edl: Path | None
+    contact_sheet: Path
+
+
+def write_cut(
+    cut: Timeline,
+    folder: Path,
+    *,
+    work_dir: Path,
+    task_ids: dict[str, str] | None = None,
+    costs: dict[str, float] | None = None,
+    progress: ProgressCallback | None = None,
+) -> CutFiles:
+    """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO (+EDL) and contact sheet.
+
+    Why one function: a project's ``assemble`` and each campaign variant make the same set of
+    files, and editors and reviewers rely on finding all of them beside every cut.
+    """
+    from storyboard import timeline as timelines
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video = folder / f"{cut.name}.mp4"
+    report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
+    subtitles = folder / f"{cut.name}.srt"
+    timelines.write_srt(cut, subtitles)
+    otio_file = folder / f"{cut.name}.otio"
+    edl = timelines.write_otio(cut, otio_file, task_ids=task_ids or {}, costs=costs or {})
+    sheet = folder / f"{cut.name}.contact.png"
+    timelines.write_contact_sheet(cut, sheet)
+    return CutFiles(report=report, video=video, subtitles=subtitles, timeline=otio_file, edl=edl, contact_sheet=sheet)

@@ -1095,11 +1095,13 @@ def rendered_clips(cplan: CampaignPlan, provider_name: str) -> dict[str, Path]:
 
 
 def assemble_variant(
-    cplan: CampaignPlan, variant_id: str, clips: dict[str, Path], *, progress: Any = None, failures: dict[str, str] | None = None
+    cplan: CampaignPlan, variant_id: str, clips: dict[str, Path], *, provider_name: str, progress: Any = None,
+    failures: dict[str, str] | None = None,
 ) -> VariantOutcome:
-    """Cut one variant into ``out/<variant-id>/``: every output, with subtitles and a contact sheet."""
+    """Cut one variant into ``out/<variant-id>/``: every output, with subtitles, OTIO and a contact sheet."""
     from storyboard import timeline
-    from storyboard.assembler import assemble_timeline
+    from storyboard.assembler import write_cut
+    from storyboard.journal import task_facts
     from storyboard.media import probe
 
     item = cplan.variant_plan(variant_id)
@@ -1119,14 +1121,11 @@ def assemble_variant(
     work_dir.mkdir(parents=True, exist_ok=True)
     cuts = []
     mine = {key: path for key, path in clips.items() if any(u.request.key == key for u in cplan.uses[variant_id])}
+    task_ids, charged = task_facts(cplan.campaign.project_dir, provider_name)
     for cut in timeline.build_timelines(item.loaded, item.plan, mine):
-        video = folder / f"{cut.name}.mp4"
-        callback = (lambda frames, _name=cut.name: progress(variant_id, _name, frames, cut.total_frames)) if progress else None
-        report = assemble_timeline(cut, video, work_dir=work_dir, progress=callback)
-        subtitles = folder / f"{cut.name}.srt"
-        timeline.write_srt(cut, subtitles)
-        sheet = folder / f"{cut.name}.contact.png"
-        timeline.write_contact_sheet(cut, sheet)
+        callback = (lambda stage, done, total, _name=cut.name: progress(variant_id, _name, done, total)) if progress else None
+        files = write_cut(cut, folder, work_dir=work_dir, task_ids=task_ids, costs=charged, progress=callback)
+        video, report, subtitles, sheet = files.video, files.report, files.subtitles, files.contact_sheet
         facts = probe(video)
         cuts.append(
             CutFile(
@@ -1169,7 +1168,7 @@ def assemble_campaign(
         if only and vid not in only:
             continue
         try:
-            outcome = assemble_variant(cplan, vid, clips, progress=progress, failures=failures)
+            outcome = assemble_variant(cplan, vid, clips, provider_name=provider_name, progress=progress, failures=failures)
         except (StoryboardError, ProviderError, MediaError, OSError) as error:
             outcome = VariantOutcome(vid, "failed", f"assembly failed: {error}")
         outcomes[vid] = outcome

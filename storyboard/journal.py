@@ -114,6 +114,21 @@ def journal_path(project_dir: Path) -> Path:
     return Path(project_dir) / ".storyboard" / "journal.sqlite"
 
 
+def task_facts(project_dir: Path, provider: str) -> tuple[dict[str, str], dict[str, float]]:
+    """Kling task ids and units charged, by request key, for the cut's metadata (OTIO).
+
+    Empty when nothing was rendered yet; only units Kling reported are included, so a timeline
+    can tell a charged figure from a planned one.
+    """
+    if not journal_path(project_dir).is_file():
+        return {}, {}
+    with Journal.open(project_dir) as journal:
+        records = journal.records(provider)
+    task_ids = {r.key: r.task_id for r in records if r.task_id}
+    charged = {r.key: (r.units or 0.0) + r.prior_units for r in records if r.units is not None}
+    return task_ids, charged
+
+
 def external_task_id_for(base: str, attempt: int) -> str:
     """``sb-<key40>`` for the first attempt, ``sb-<key40>-2``, ``-3``… after failures."""
     return base if attempt <= 1 else f"{base}-{attempt}"

@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import opentimelineio as otio
 import pytest
 from typer.testing import CliRunner
 
@@ -152,6 +153,20 @@ def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(na
     assert sum(fake.creates.values()) == len(plan.requests), "a rerun must not create anything"
     for request in plan.requests:
         assert probe(project / ".storyboard" / "clips" / "kling" / f"{request.key}.mp4").frames > 0
+    cut = CliRunner().invoke(app, ["assemble", str(project), "--provider", "kling"])
+    assert cut.exit_code == 0, cut.output
+    # The editor's timeline carries each clip's Kling task id and the units Kling charged for it.
+    task_of = {t.external_task_id: t for t in fake.tasks.values()}
+    by_key = {r.key: task_of[r.external_task_id] for r in plan.requests}
+    output = default_outputs(loader.load(project))[0]
+    found = otio.adapters.read_from_file(str(project / "out" / f"{output.name}.otio")).find_clips()
+    clips = [c for c in found if "request_key" in c.metadata.get("storyboard", {})]  # cards are clips too
+    assert len(clips) == len(loader.load(project).storyboard.cut.shots or loader.load(project).storyboard.shots)
+    for clip in clips:
+        meta = clip.metadata["storyboard"]
+        task = by_key[meta["request_key"]]
+        assert meta["kling_task_id"] == task.task_id
+        assert meta["cost"]["charged"] is True and meta["cost"]["units"] == pytest.approx(float(task.units))
     assert fake.access_key not in first.output + second.output
     assert fake.secret_key not in first.output + second.output
 

@@ -8,11 +8,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from storyboard import engine, planner, timeline
-from storyboard.assembler import assemble_timeline
+from storyboard.assembler import write_cut
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.project import PathArgument, load_and_check, print_advisories
 from storyboard.errors import UserError
-from storyboard.journal import Journal, journal_path
+from storyboard.journal import task_facts
 from storyboard.providers import PROVIDER_NAMES, choose_provider_name
 from storyboard.loader import LoadedStoryboard
 from storyboard.plan import Plan
@@ -58,8 +58,7 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
     out_dir.mkdir(exist_ok=True)
     work_dir = project_dir / ".storyboard" / "assemble-work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    task_ids = task_ids_for(project_dir, provider_name)
-    costs = {request.key: request.units for request in plan.requests}
+    task_ids, charged = task_facts(project_dir, provider_name)
     written: list[Path] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
@@ -71,13 +70,10 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
             def advance(stage: str, done: int, total: int, _task=task, _name=cut.name) -> None:
                 progress.update(_task, description=f"{_name}: {stage}", completed=done, total=max(total, 1))
 
-            video = out_dir / f"{cut.name}.mp4"
-            report = assemble_timeline(cut, video, work_dir=work_dir, progress=advance)
+            files = write_cut(cut, out_dir, work_dir=work_dir, task_ids=task_ids, costs=charged, progress=advance)
             progress.update(task, completed=1, total=1)
-            timeline.write_srt(cut, out_dir / f"{cut.name}.srt")
-            timeline.write_otio(cut, out_dir / f"{cut.name}.otio", task_ids=task_ids, costs=costs)
-            timeline.write_contact_sheet(cut, out_dir / f"{cut.name}.contact.png")
-            written += [video, out_dir / f"{cut.name}.srt", out_dir / f"{cut.name}.otio", out_dir / f"{cut.name}.contact.png"]
+            report, video = files.report, files.video
+            written += [files.video, files.subtitles, files.timeline, files.contact_sheet] + ([files.edl] if files.edl else [])
             console.print(
                 f"{video.relative_to(project_dir)}: {report.frames} frames, {report.duration:.2f} s, "
                 f"{report.path_taken} in {report.seconds:.1f} s",
@@ -86,14 +82,6 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
             for note in report.notes:
                 console.print(f"  {note}", markup=False)
     return written
-
-
-def task_ids_for(project_dir: Path, provider_name: str) -> dict[str, str]:
-    """Kling task ids by request key, from the journal, for the OTIO metadata."""
-    if not journal_path(project_dir).is_file():
-        return {}
-    with Journal.open(project_dir) as journal:
-        return {r.key: r.task_id for r in journal.records(provider_name) if r.task_id}
 
 
 @app.command()
