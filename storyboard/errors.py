@@ -68,9 +68,12 @@ class UserError(StoryboardError):
 class StoryboardInvalid(UserError):
     """A storyboard (or campaign) failed validation; ``problems`` lists every finding, sorted."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], partial: object | None = None) -> None:
         self.problems = sorted(problems, key=lambda p: (p.location, p.message))
         errors = [p for p in self.problems if p.severity == "error"]
+        self.partial = partial
+        """The loader's best-effort storyboard without the broken parts (a ``LoadedStoryboard``), so
+        later checks can still report on the rest in the same run; None when nothing is left."""
         super().__init__(f"{len(errors)} problem(s) found")
 
     def __str__(self) -> str:

@@ -83,6 +83,8 @@ class LoadedStoryboard:
     advisories: tuple[Problem, ...] = ()
     _document: _Document | None = field(default=None, repr=False, compare=False)
     _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _shot_indices: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+    """For a partial storyboard (broken shots left out): each shot's index in the file."""
 
     def locate(self, *path: Part) -> Location:
         """Location of a node by its model path, e.g. ``locate("shots", 2, "duration")``.
@@ -90,6 +92,8 @@ class LoadedStoryboard:
         A node that is absent (missing or defaulted key) gets the position of its closest
         existing parent, with the full dotted path, so a message can still say what to add where.
         """
+        if self._shot_indices is not None and len(path) > 1 and path[0] == "shots" and isinstance(path[1], int):
+            path = ("shots", self._shot_indices[path[1]], *path[2:])
         if self._document is None:
             return Location(_display_name(self.file), 0, 0, _dotted(path))
         return self._document.locate(path)
@@ -180,7 +184,8 @@ def load_text(text: str, file: Path, project_dir: Path) -> LoadedStoryboard:
 
     errors = [p for p in problems if p.severity == "error"]
     if errors or storyboard is None:
-        raise StoryboardInvalid(problems)
+        partial = _partial(document, errors, file, project_dir, files)
+        raise StoryboardInvalid(problems, partial=partial)
     return LoadedStoryboard(
         storyboard=storyboard,
         file=file,
@@ -188,6 +193,89 @@ def load_text(text: str, file: Path, project_dir: Path) -> LoadedStoryboard:
         advisories=tuple(sorted(problems, key=lambda p: (p.location, p.message))),
         _document=document,
         _digests=dict(files.digests),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The partial storyboard: what is left once the broken parts are set aside
+# --------------------------------------------------------------------------------------------
+
+_PROBLEM_PATH = re.compile(r"^(?P<top>[A-Za-z_]+)(?:\[(?P<index>\d+)\]|\.(?P<key>[^.\[]+))?")
+
+
+def _partial(
+    document: _Document, errors: list[Problem], file: Path, project_dir: Path, files: _FileChecks
+) -> LoadedStoryboard | None:
+    """The storyboard without its broken parts, for the model and template checks.
+
+    Why: "every problem in one run". A typo in shot 2 must not hide that shot 5 asks for sound on
+    a model without it. Broken shots and references are left out whole (a half-checked shot would
+    give misleading findings), as are shots chained to a left-out shot; broken defaults keys fall
+    back to their defaults; groups, cut and outputs go when they are broken or name a left-out
+    shot. None when the remains do not validate or nothing is left: then only the structural
+    problems are reported.
+    """
+    import copy
+
+    data = copy.deepcopy(document.data)
+    if not isinstance(data, dict) or not isinstance(data.get("shots"), list):
+        return None
+    raw_shots = data["shots"]
+    bad_shots: set[int] = set()
+    bad_references: set[str] = set()
+    for problem in errors:
+        match = _PROBLEM_PATH.match(problem.location.path or "")
+        if not match:
+            return None  # a file-level problem (YAML syntax...): nothing to salvage
+        top, index, key = match["top"], match["index"], match["key"]
+        if top == "shots" and index is not None:
+            bad_shots.add(int(index))
+        elif top == "references" and key is not None:
+            bad_references.add(key)
+        elif top == "defaults" and key is not None and isinstance(data.get("defaults"), dict):
+            data["defaults"].pop(key, None)
+        elif top in ("shots", "references", "vars"):
+            return None  # the list, the mapping or the template values themselves are broken
+        else:
+            data.pop(top, None)  # defaults, groups, cut, outputs, name, version, unknown keys
+    if isinstance(data.get("references"), dict):
+        for name in bad_references:
+            data["references"].pop(name, None)
+        known = set(data["references"])
+    else:
+        known = set()
+    kept: list[int] = []
+    for index, raw in enumerate(raw_shots):
+        chained = isinstance(raw, dict) and raw.get("start_frame") == PREVIOUS_FRAME
+        if index in bad_shots or not isinstance(raw, dict) or (chained and (not kept or kept[-1] != index - 1)):
+            continue
+        if any(isinstance(ref, str) and ref in bad_references for ref in _list(raw.get("references"))):
+            continue
+        if any(raw.get(name) in bad_references for name in ("start_frame", "end_frame")):
+            continue
+        kept.append(index)
+    if not kept:
+        return None
+    data["shots"] = [raw_shots[i] for i in kept]
+    kept_ids = {raw_shots[i].get("id") for i in kept}
+    if isinstance(data.get("groups"), list):
+        members = lambda group: _list(group.get("shots") if isinstance(group, dict) else group)  # noqa: E731
+        data["groups"] = [g for g in data["groups"] if all(s in kept_ids for s in members(g))]
+    if len(kept) < len(raw_shots):
+        data.pop("cut", None)
+    try:
+        storyboard = Storyboard.model_validate(data)
+    except ValidationError:
+        return None
+    if any(ref not in known for shot in storyboard.shots for ref in shot.references):
+        return None
+    return LoadedStoryboard(
+        storyboard=storyboard,
+        file=file,
+        project_dir=project_dir,
+        _document=document,
+        _digests=dict(files.digests),
+        _shot_indices=tuple(kept),
     )
 
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_image
+from storyboard import planner
 from storyboard.errors import StoryboardInvalid
 from storyboard.loader import LoadedStoryboard, load_text
 from storyboard.spec import Storyboard
@@ -98,7 +99,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def load_or_invalid(text: str, project: Path) -> None:
-    """The property: a storyboard or a located ``StoryboardInvalid``; nothing else escapes."""
+    """The property: a storyboard or a located ``StoryboardInvalid``; nothing else escapes.
+
+    The model and template checks run too, as ``storyboard validate`` runs them: on the loaded
+    storyboard, or on the partial one the loader salvages from a broken file; and a clean
+    storyboard must plan.
+    """
     try:
         loaded = load_text(text, project / "storyboard.yaml", project)
     except StoryboardInvalid as invalid:
@@ -107,9 +113,15 @@ def load_or_invalid(text: str, project: Path) -> None:
             assert problem.location.line >= 1 and problem.location.col >= 1, problem
             assert problem.message
         str(invalid)  # the CLI prints it
+        if invalid.partial is not None:
+            for problem in planner.check(invalid.partial):
+                assert problem.location.line >= 1, problem
     else:
         assert isinstance(loaded, LoadedStoryboard)
         assert isinstance(loaded.storyboard, Storyboard)
+        problems = planner.check(loaded)
+        if not any(p.severity == "error" for p in problems):
+            planner.plan(loaded)
 
 
 def test_the_seed_is_valid(project):

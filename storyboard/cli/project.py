@@ -24,11 +24,30 @@ def load_and_check(path: Path) -> tuple[loader.LoadedStoryboard, list[Problem]]:
     Why both stages here: users want one run to show everything wrong with a file, whether the
     YAML is malformed or Kling cannot render what it asks for.
     """
-    loaded = loader.load(path)
+    try:
+        loaded = loader.load(path)
+    except StoryboardInvalid as error:
+        raise StoryboardInvalid(error.problems + partial_problems(error, error.problems)) from None
     problems = list(loaded.advisories) + planner.check(loaded)
     if any(p.severity == "error" for p in problems):
         raise StoryboardInvalid(problems)
     return loaded, problems
+
+
+def partial_problems(error: StoryboardInvalid, known: list[Problem]) -> list[Problem]:
+    """Model and template problems of the part of a broken storyboard the loader could salvage.
+
+    Best effort by design: these findings come on top of the structural errors, so a failure
+    here must never hide those; it only means the rest is reported on the next run.
+    """
+    if error.partial is None:
+        return []
+    try:
+        found = planner.check(error.partial)
+    except Exception:  # noqa: BLE001 - extra findings are optional; the structural ones stand
+        return []
+    seen = {(p.location, p.message) for p in known}
+    return [p for p in found if (p.location, p.message) not in seen]
 
 
 def print_advisories(problems: list[Problem]) -> None:
