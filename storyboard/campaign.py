@@ -1086,12 +1086,7 @@ def rendered_clips(cplan: CampaignPlan, provider_name: str) -> dict[str, Path]:
     """Request key -> clip, for every request of the campaign already rendered by this provider."""
     from storyboard import engine
 
-    clips = {}
-    for use in cplan.distinct:
-        path = engine.clip_path(cplan.campaign.project_dir, provider_name, use.request.key)
-        if path.is_file():
-            clips[use.request.key] = path
-    return clips
+    return engine.rendered_clips(cplan.campaign.project_dir, provider_name, [use.request for use in cplan.distinct])
 
 
 def assemble_variant(
@@ -1191,18 +1186,11 @@ def render_failures(cplan: CampaignPlan, provider_name: str) -> dict[str, str]:
 
 def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
     """Request key -> units the provider charged (this and earlier attempts), from the journal."""
-    from storyboard.journal import Journal, journal_path
+    from storyboard.journal import task_facts
 
-    project_dir = cplan.campaign.project_dir
-    if not journal_path(project_dir).is_file():
-        return {}
     keys = {use.request.key for use in cplan.distinct}
-    with Journal.open(project_dir) as journal:
-        return {
-            record.key: (record.units or 0.0) + record.prior_units
-            for record in journal.records(provider_name)
-            if record.key in keys and (record.units is not None or record.prior_units)
-        }
+    _, charged = task_facts(cplan.campaign.project_dir, provider_name)
+    return {key: units for key, units in charged.items() if key in keys}
 
 
 def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provider_name: str) -> Path:

@@ -82,6 +82,17 @@ def clip_path(project_dir: Path, provider_name: str, key: str) -> Path:
     return Path(project_dir) / ".storyboard" / "clips" / provider_name / f"{key}.mp4"
 
 
+def rendered_clips(project_dir: Path, provider_name: str, requests) -> dict[str, Path]:
+    """Request key -> clip, for those of ``requests`` this provider has rendered (and verified:
+    a clip is renamed into place only after its check)."""
+    clips = {}
+    for request in requests:
+        path = clip_path(project_dir, provider_name, request.key)
+        if path.is_file():
+            clips[request.key] = path
+    return clips
+
+
 def frame_path(project_dir: Path, key: str) -> Path:
     return Path(project_dir) / ".storyboard" / "frames" / f"{key}.png"
 

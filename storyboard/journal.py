@@ -117,15 +117,16 @@ def journal_path(project_dir: Path) -> Path:
 def task_facts(project_dir: Path, provider: str) -> tuple[dict[str, str], dict[str, float]]:
     """Kling task ids and units charged, by request key, for the cut's metadata (OTIO).
 
-    Empty when nothing was rendered yet; only units Kling reported are included, so a timeline
-    can tell a charged figure from a planned one.
+    Empty when nothing was rendered yet. Charged units include earlier failed attempts of the
+    same request; only requests with a reported charge are included, so a timeline can tell a
+    charged figure from a planned one.
     """
     if not journal_path(project_dir).is_file():
         return {}, {}
     with Journal.open(project_dir) as journal:
         records = journal.records(provider)
     task_ids = {r.key: r.task_id for r in records if r.task_id}
-    charged = {r.key: (r.units or 0.0) + r.prior_units for r in records if r.units is not None}
+    charged = {r.key: (r.units or 0.0) + r.prior_units for r in records if r.units is not None or r.prior_units}
     return task_ids, charged
 
 

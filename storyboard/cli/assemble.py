@@ -18,16 +18,6 @@ from storyboard.loader import LoadedStoryboard
 from storyboard.plan import Plan
 
 
-def clip_paths(project_dir: Path, plan: Plan, provider_name: str) -> dict[str, Path]:
-    """The verified clips of a provider for this plan (the engine renames a clip in only once verified)."""
-    clips = {}
-    for request in plan.requests:
-        path = engine.clip_path(project_dir, provider_name, request.key)
-        if path.is_file():
-            clips[request.key] = path
-    return clips
-
-
 def complete_provider(project_dir: Path, wanted: str | None, is_complete) -> str:
     """Which provider's clips to cut: the one asked for, else the first whose clips are all
     rendered (``is_complete(name)``), else the one a render would use."""
@@ -41,7 +31,7 @@ def complete_provider(project_dir: Path, wanted: str | None, is_complete) -> str
 
 def rendered_provider(project_dir: Path, plan: Plan, wanted: str | None) -> str:
     return complete_provider(
-        project_dir, wanted, lambda name: len(clip_paths(project_dir, plan, name)) == len(plan.requests)
+        project_dir, wanted, lambda name: len(engine.rendered_clips(project_dir, name, plan.requests)) == len(plan.requests)
     )
 
 
@@ -52,7 +42,7 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
     NLE, and reviewers look at a contact sheet before they press play.
     """
     project_dir = loaded.project_dir
-    clips = clip_paths(project_dir, plan, provider_name)
+    clips = engine.rendered_clips(project_dir, provider_name, plan.requests)
     timelines = timeline.build_timelines(loaded, plan, clips, only=only)
     out_dir = project_dir / "out"
     out_dir.mkdir(exist_ok=True)
