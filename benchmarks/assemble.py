@@ -73,8 +73,8 @@ def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4
 
 
 def _timeline(clips: list[Path], width: int, height: int, transition: str, audio):
-    from storyboard.spec import TextStyle, Transition
-    from storyboard.timeline import OutputFormat, ShotSegment, Timeline
+    from storyboard.load.spec import TextStyle, Transition
+    from storyboard.assemble.timeline import OutputFormat, ShotSegment, Timeline
 
     overlap = round(XFADE * FPS) if transition != "cut" else 0
     join = Transition(type=transition, duration=overlap / FPS if overlap else 0)
@@ -98,12 +98,12 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
     that folder first on sys.path), so old and new assemblers are measured in the same run."""
     case = case.removeprefix("before_")
     from storyboard.media import ffmpeg_exe
-    from storyboard.spec import Audio
+    from storyboard.load.spec import Audio
 
     ff = ffmpeg_exe()
     work = out.parent / f"work-{case}"
     if case.startswith("ours_"):
-        from storyboard.assembler import assemble_timeline
+        from storyboard.assemble.video import assemble_timeline
 
         transition = "crossfade" if case == "ours_xfade" else "cut"
         audio = {

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.plan import Request, ShotSlice
-from storyboard.providers import preview
-from storyboard.providers.base import Job
+from storyboard.render.providers import preview
+from storyboard.render.providers.base import Job
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"  # ../shared beside the checkout
 PHOTOS = {name: MEDIA / name for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")}

@@ -54,11 +54,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from storyboard import loader, planner
+from storyboard.load import loader
+from storyboard.plan import planner
 from storyboard.errors import Location, Problem, StoryboardInvalid, UserError
-from storyboard.loader import LoadedStoryboard
+from storyboard.load.loader import LoadedStoryboard
 from storyboard.plan import Plan, Request
-from storyboard.spec import AspectRatio
+from storyboard.load.spec import AspectRatio
+from storyboard.workspace import Workspace
 
 CAMPAIGN_FILE_NAMES = ("campaign.yaml", "campaign.yml")
 ASPECT_VARIABLE = "aspect_ratio"
@@ -1030,7 +1032,7 @@ class CampaignRender:
 
 
 def out_dir(campaign: LoadedCampaign) -> Path:
-    return campaign.folder / "out"
+    return Workspace.at(campaign.folder).out_dir
 
 
 async def render_campaign(
@@ -1049,7 +1051,7 @@ async def render_campaign(
     ordered by variant, so the first variant's spot is complete first. A request that fails marks
     every variant that uses it as failed, with the reason; the others go on.
     """
-    from storyboard import engine
+    from storyboard.render import engine
 
     combined = cplan.combined_plan()
     result = await engine.render(
@@ -1084,7 +1086,7 @@ async def render_campaign(
 
 def rendered_clips(cplan: CampaignPlan, provider_name: str) -> dict[str, Path]:
     """Request key -> clip, for every request of the campaign already rendered by this provider."""
-    from storyboard import engine
+    from storyboard.render import engine
 
     return engine.rendered_clips(cplan.campaign.project_dir, provider_name, [use.request for use in cplan.distinct])
 
@@ -1094,9 +1096,9 @@ def assemble_variant(
     failures: dict[str, str] | None = None,
 ) -> VariantOutcome:
     """Cut one variant into ``out/<variant-id>/``: every output, with subtitles, OTIO and a contact sheet."""
-    from storyboard import timeline
-    from storyboard.assembler import write_cut
-    from storyboard.journal import task_facts
+    from storyboard.assemble import timeline
+    from storyboard.assemble.video import write_cut
+    from storyboard.render.journal import task_facts
     from storyboard.media import probe
 
     item = cplan.variant_plan(variant_id)
@@ -1112,7 +1114,7 @@ def assemble_variant(
         return VariantOutcome(variant_id, "incomplete", f"not rendered yet: {shown} (run `storyboard campaign render`)")
     folder = out_dir(cplan.campaign) / variant_id
     folder.mkdir(parents=True, exist_ok=True)
-    work_dir = cplan.campaign.project_dir / ".storyboard" / "assemble-work"
+    work_dir = Workspace.at(cplan.campaign.project_dir).assemble_work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     cuts = []
     mine = {key: path for key, path in clips.items() if any(u.request.key == key for u in cplan.uses[variant_id])}
@@ -1174,7 +1176,7 @@ def assemble_campaign(
 
 def render_failures(cplan: CampaignPlan, provider_name: str) -> dict[str, str]:
     """Request key -> why its last render failed, from the journal (so assemble can say why)."""
-    from storyboard.journal import Journal, journal_path
+    from storyboard.render.journal import Journal, journal_path
 
     project_dir = cplan.campaign.project_dir
     if not journal_path(project_dir).is_file():
@@ -1186,7 +1188,7 @@ def render_failures(cplan: CampaignPlan, provider_name: str) -> dict[str, str]:
 
 def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
     """Request key -> units the provider charged (this and earlier attempts), from the journal."""
-    from storyboard.journal import task_facts
+    from storyboard.render.journal import task_facts
 
     keys = {use.request.key for use in cplan.distinct}
     _, charged = task_facts(cplan.campaign.project_dir, provider_name)
@@ -1195,8 +1197,8 @@ def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
 
 def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provider_name: str) -> Path:
     """Write ``out/index.html`` for the campaign (cuts that exist from earlier runs are shown too)."""
-    from storyboard import engine
-    from storyboard.review import review_from_campaign, write_review_page
+    from storyboard.render import engine
+    from storyboard.assemble.review import review_from_campaign, write_review_page
 
     folder = out_dir(cplan.campaign)
     merged = dict(outcomes)

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from storyboard.assembler import (
+from storyboard.assemble.video import (
     CopyRun,
     Part,
     RenderRun,
@@ -27,8 +27,8 @@ from storyboard.assembler import (
 )
 from storyboard.errors import UserError
 from storyboard.media import ffmpeg_exe, probe
-from storyboard.spec import Audio, AudioBed, Card, TextStyle, Transition
-from storyboard.timeline import CardSegment, OutputFormat, ShotSegment, Timeline
+from storyboard.load.spec import Audio, AudioBed, Card, TextStyle, Transition
+from storyboard.assemble.timeline import CardSegment, OutputFormat, ShotSegment, Timeline
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200), "yellow": (210, 210, 40)}
 CUT = Transition(type="cut", duration=0)
@@ -476,7 +476,7 @@ def test_loudness_gain_that_would_clip_goes_through_the_true_peak_limiter(tmp_pa
 
 
 def test_loudness_gain_leaves_silence_alone_and_asks_for_the_limiter_only_when_peaks_would_clip():
-    from storyboard.assembler import Loudness, loudness_gain, parse_ebur128_summary
+    from storyboard.assemble.video import Loudness, loudness_gain, parse_ebur128_summary
 
     assert loudness_gain(Loudness(float("-inf"), float("-inf")), -14) == (0.0, False)
     assert loudness_gain(Loudness(-70.0, -60.0), -14) == (0.0, False)

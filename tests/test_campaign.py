@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from storyboard import campaign as campaigns
 from storyboard.campaign import load_campaign, plan_campaign, slug, variant_id
 from storyboard.errors import StoryboardInvalid
-from storyboard.journal import Journal
+from storyboard.render.journal import Journal
 from storyboard.media import probe
-from storyboard.providers.kling import KlingCredentials, KlingProvider
+from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.conftest import write_image
 from tests.fakes.kling import FakeKling
 

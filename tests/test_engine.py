@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storyboard import engine
-from storyboard.journal import Journal
+from storyboard.render import engine
+from storyboard.render.journal import Journal
 from storyboard.media import probe
 from storyboard.plan import ElementRegistration, Plan, Request
-from storyboard.providers.kling import KlingCredentials, KlingProvider
+from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.fakes.kling import FakeKling, Fault
 from test_kling_client import make_request
 

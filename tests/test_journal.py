@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from storyboard.journal import MIGRATIONS, AlreadyClaimed, Journal, external_task_id_for, journal_path
+from storyboard.render.journal import MIGRATIONS, AlreadyClaimed, Journal, external_task_id_for, journal_path
 
 KEY = "ab" * 32
 BASE = "sb-" + KEY[:40]
@@ -43,7 +43,7 @@ def test_claim_from_another_process_is_refused(tmp_path):
     with Journal.open(tmp_path) as journal:
         journal.claim("kling", KEY, "r01", BASE, 3.0, None)
     code = (
-        "import sys; from pathlib import Path; from storyboard.journal import Journal, AlreadyClaimed\n"
+        "import sys; from pathlib import Path; from storyboard.render.journal import Journal, AlreadyClaimed\n"
         f"j = Journal.open(Path({str(tmp_path)!r}))\n"
         "try:\n"
         f"    j.claim('kling', {KEY!r}, 'r01', {BASE!r}, 3.0, None)\n"

@@ -20,8 +20,8 @@ import pytest
 
 from storyboard.errors import ProviderError
 from storyboard.plan import ElementRegistration, Request, ShotSlice
-from storyboard.providers.base import Job
-from storyboard.providers.kling import KlingCredentials, KlingProvider, resolve_body
+from storyboard.render.providers.base import Job
+from storyboard.render.providers.kling import KlingCredentials, KlingProvider, resolve_body
 from tests.fakes.videos import result_video
 from tests.reference import KLING_FIXTURES
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from storyboard.errors import Location, StoryboardInvalid, UserError
-from storyboard.loader import LoadedStoryboard, find_storyboard, load, load_text
+from storyboard.load.loader import LoadedStoryboard, find_storyboard, load, load_text
 
 HERO = {"refs/hero.png": (1024, 1024)}
 

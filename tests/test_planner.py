@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storyboard import planner
+from storyboard.plan import planner
 from storyboard.errors import StoryboardInvalid
-from storyboard.loader import load
+from storyboard.load.loader import load
 from storyboard.plan import FRAME_SCHEME, IMAGE_SCHEME
 from tests.reference import KLING_FIXTURES
 

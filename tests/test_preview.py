@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyboard.camera import read_camera
+from storyboard.render.providers.camera import read_camera
 from storyboard.errors import ProviderError
 from storyboard.media import probe
 from storyboard.plan import ElementRegistration, Request, ShotSlice
-from storyboard.providers.base import Job
-from storyboard.providers.preview import (
+from storyboard.render.providers.base import Job
+from storyboard.render.providers.preview import (
     PreviewProvider,
     preview_size,
     render_preview,

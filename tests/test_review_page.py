@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from storyboard.media import ffmpeg_exe, probe
-from storyboard.review import ReviewCut, ReviewPage, ReviewShot, ReviewVariant, render_review_page, write_review_page
+from storyboard.assemble.review import ReviewCut, ReviewPage, ReviewShot, ReviewVariant, render_review_page, write_review_page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

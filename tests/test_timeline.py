@@ -14,8 +14,8 @@ from PIL import Image
 from storyboard.errors import StoryboardInvalid, UserError
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.plan import Plan, Request, ShotSlice
-from storyboard.spec import Storyboard
-from storyboard.timeline import (
+from storyboard.load.spec import Storyboard
+from storyboard.assemble.timeline import (
     CardSegment,
     OutputFormat,
     ShotSegment,
@@ -400,7 +400,7 @@ def test_srt_has_one_cue_per_captioned_shot_at_record_times(tmp_path: Path) -> N
 
 
 def test_srt_timestamps_past_an_hour(tmp_path: Path) -> None:
-    from storyboard.timeline import srt_time
+    from storyboard.assemble.timeline import srt_time
 
     assert srt_time(24 * 3725 + 12, 24) == "01:02:05,500"
     assert srt_time(1, 30) == "00:00:00,033"
@@ -540,7 +540,7 @@ def test_contact_sheet_shows_the_middle_of_each_kept_range(tmp_path: Path, real_
 
 
 def test_problems_point_at_the_storyboard_line_with_the_real_loader(tmp_path: Path) -> None:
-    loader = pytest.importorskip("storyboard.loader")
+    loader = pytest.importorskip("storyboard.load.loader")
     text = (
         "name: demo\n"
         "shots:\n"

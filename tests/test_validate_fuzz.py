@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_image
-from storyboard import planner
+from storyboard.plan import planner
 from storyboard.errors import StoryboardInvalid
-from storyboard.loader import LoadedStoryboard, load_text
-from storyboard.spec import Storyboard
+from storyboard.load.loader import LoadedStoryboard, load_text
+from storyboard.load.spec import Storyboard
 
 VALID = """\
 name: fuzz

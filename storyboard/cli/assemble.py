@@ -7,15 +7,18 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storyboard import engine, planner, timeline
-from storyboard.assembler import write_cut
+from storyboard.render import engine
+from storyboard.plan import planner
+from storyboard.assemble import timeline
+from storyboard.assemble.video import write_cut
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.project import PathArgument, load_and_check, print_advisories
 from storyboard.errors import UserError
-from storyboard.journal import task_facts
-from storyboard.providers import PROVIDER_NAMES, choose_provider_name
-from storyboard.loader import LoadedStoryboard
+from storyboard.render.journal import task_facts
+from storyboard.render.providers import PROVIDER_NAMES, choose_provider_name
+from storyboard.load.loader import LoadedStoryboard
 from storyboard.plan import Plan
+from storyboard.workspace import Workspace
 
 
 def complete_provider(project_dir: Path, wanted: str | None, is_complete) -> str:
@@ -44,9 +47,9 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
     project_dir = loaded.project_dir
     clips = engine.rendered_clips(project_dir, provider_name, plan.requests)
     timelines = timeline.build_timelines(loaded, plan, clips, only=only)
-    out_dir = project_dir / "out"
+    out_dir = Workspace.at(project_dir).out_dir
     out_dir.mkdir(exist_ok=True)
-    work_dir = project_dir / ".storyboard" / "assemble-work"
+    work_dir = Workspace.at(project_dir).assemble_work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     task_ids, charged = task_facts(project_dir, provider_name)
     written: list[Path] = []

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from storyboard import campaign as campaigns
-from storyboard import engine
+from storyboard.render import engine
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem
 from storyboard.plan import UNIT_PRICE_USD
@@ -162,7 +162,7 @@ class _CampaignProgress:
 def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_cost: str | None,
             concurrency: int) -> tuple[campaigns.CampaignRender, str]:
     from storyboard.cli.render import confirm_spend, parse_max_cost, pick_provider
-    from storyboard.providers import open_provider
+    from storyboard.render.providers import open_provider
 
     project_dir = cplan.campaign.project_dir
     budget = parse_max_cost(max_cost)

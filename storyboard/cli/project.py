@@ -9,11 +9,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from storyboard import loader, planner
+from storyboard.load import loader
+from storyboard.plan import planner
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem, StoryboardInvalid
 from storyboard.plan import Plan
-from storyboard.spec import json_schema
+from storyboard.load.spec import json_schema
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 

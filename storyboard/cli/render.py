@@ -19,12 +19,12 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from storyboard import engine
+from storyboard.render import engine
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import UserError
-from storyboard.journal import Journal, journal_path
+from storyboard.render.journal import Journal, journal_path
 from storyboard.plan import UNIT_PRICE_USD
-from storyboard.providers import choose_provider_name, open_provider
+from storyboard.render.providers import choose_provider_name, open_provider
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 
@@ -79,7 +79,7 @@ def confirm_spend(rows, free: bool, yes: bool, budget: float | None, *, what: st
 
 
 def _load_plan(path: Path):
-    from storyboard import planner
+    from storyboard.plan import planner
     from storyboard.cli.project import load_and_check, print_advisories
 
     loaded, problems = load_and_check(path)
@@ -196,7 +196,7 @@ def _summary(result: engine.RenderResult, free: bool) -> None:
 @user_errors
 def status(path: Path = PathArgument) -> None:
     """What is rendered, running, failed, and what it cost, from the project's journal."""
-    from storyboard.loader import find_storyboard
+    from storyboard.load.loader import find_storyboard
 
     file = find_storyboard(path)
     project_dir = file.parent

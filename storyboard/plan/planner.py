@@ -34,8 +34,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 import storyboard
-from storyboard import capabilities as caps
-from storyboard.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO, ModelInfo
+from storyboard.plan import capabilities as caps
+from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO, ModelInfo
 from storyboard.errors import Location, Problem, StoryboardInvalid
 from storyboard.plan import (
     ELEMENT_SCHEME,
@@ -47,10 +47,10 @@ from storyboard.plan import (
     Request,
     ShotSlice,
 )
-from storyboard.spec import PREVIOUS_FRAME, Shot
+from storyboard.load.spec import PREVIOUS_FRAME, Shot
 
 if TYPE_CHECKING:  # the loader is written in parallel; only its shape matters here
-    from storyboard.loader import LoadedStoryboard
+    from storyboard.load.loader import LoadedStoryboard
 
 TEMPLATE_SUFFIX = ".j2"
 SINGLE_SHOT_TEMPLATE = "motion"

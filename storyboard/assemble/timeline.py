@@ -33,9 +33,9 @@ from typing import Any, Callable, Literal, Protocol
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont, ImageOps
 
-from .errors import Location, Problem, StoryboardInvalid, UserError
-from .plan import UNIT_PRICE_USD, Plan, Request, ShotSlice
-from .spec import Audio, Card, CutShot, Output, Storyboard, TextStyle, Transition
+from storyboard.errors import Location, Problem, StoryboardInvalid, UserError
+from storyboard.plan import UNIT_PRICE_USD, Plan, Request, ShotSlice
+from storyboard.load.spec import Audio, Card, CutShot, Output, Storyboard, TextStyle, Transition
 
 log = logging.getLogger(__name__)
 
@@ -629,7 +629,7 @@ def write_srt(timeline: Timeline, path: Path | str) -> None:
 
 def _clip_frames(segment: ShotSegment) -> tuple[int, float]:
     """(frames, fps) of the clip file from its header; the plan's figure if it cannot be read."""
-    from .media import MediaError, probe
+    from storyboard.media import MediaError, probe
 
     try:
         facts = probe(segment.clip, count_frames=False)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from storyboard.workspace import Workspace
+
 RequestState = Literal["claimed", "submitted", "succeeded", "downloaded", "failed", "unknown"]
 
 MIGRATIONS: list[str] = [
@@ -111,7 +113,7 @@ class RunRecord:
 
 
 def journal_path(project_dir: Path) -> Path:
-    return Path(project_dir) / ".storyboard" / "journal.sqlite"
+    return Workspace.at(project_dir).journal_file
 
 
 def task_facts(project_dir: Path, provider: str) -> tuple[dict[str, str], dict[str, float]]:

@@ -36,7 +36,7 @@ from dotenv import dotenv_values
 
 from storyboard.errors import InternalError, ProviderError
 from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, ElementRegistration
-from storyboard.providers.base import Job, TaskState
+from storyboard.render.providers.base import Job, TaskState
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 ELEMENTS_PATH = "/v1/general/advanced-custom-elements"

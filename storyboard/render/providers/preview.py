@@ -6,7 +6,7 @@ same size, frame rate, duration, shot boundaries and audio track the Kling clip 
 engine, the journal and the assembler run exactly as they will with Kling:
 
 * image-to-video shots animate their start frame with the shot's camera direction (see
-  ``storyboard.camera``), cross-dissolving into the end frame when there is one;
+  ``storyboard.render.providers.camera``), cross-dissolving into the end frame when there is one;
 * text-to-video shots become a card (shot id, duration, wrapped prompt) inside the title-safe
   area, over the blurred reference image when the request has one;
 * multi-shot requests hold their shots back to back, each starting on the exact frame
@@ -49,7 +49,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from storyboard.camera import CameraMove, Viewpoint, read_camera
+from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
 from storyboard.errors import ProviderError
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
@@ -59,7 +59,8 @@ from storyboard.plan import (
     Request,
     ShotSlice,
 )
-from storyboard.providers.base import Job, TaskState
+from storyboard.render.providers.base import Job, TaskState
+from storyboard.workspace import Workspace
 
 RENDERER_VERSION = "p1"
 """Part of every cached file name: bump it when the look changes so old previews are redrawn."""
@@ -679,7 +680,7 @@ class PreviewProvider:
     def __init__(self, project_dir: Path, *, four_k_preview_height: int = FULL_HD_HEIGHT) -> None:
         self.project_dir = Path(project_dir)
         self.four_k_preview_height = four_k_preview_height
-        self.work_dir = self.project_dir / ".storyboard" / "preview-work"
+        self.work_dir = Workspace.at(self.project_dir).preview_work_dir
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 

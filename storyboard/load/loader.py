@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
 from storyboard.errors import Location, Problem, StoryboardInvalid, UserError
-from storyboard.spec import (
+from storyboard.load.spec import (
     PREVIOUS_FRAME,
     AudioBed,
     Card,

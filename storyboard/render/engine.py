@@ -20,7 +20,6 @@ Why it is built this way (ARCHITECTURE.md "Never pay twice"):
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import time
 import uuid
@@ -28,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Literal
 
+from filelock import FileLock, Timeout
+
 from storyboard.errors import InternalError, ProviderError, UserError
-from storyboard.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
+from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, Plan, Request
-from storyboard.providers.base import Job, Provider, TaskState
+from storyboard.render.providers.base import Job, Provider, TaskState
+from storyboard.workspace import Workspace
 
 EventState = Literal["queued", "reused", "resumed", "submitted", "processing", "downloading", "done", "failed", "skipped"]
 Decision = Literal["reuse", "resume", "create"]
@@ -79,22 +81,17 @@ class RenderResult:
 
 def clip_path(project_dir: Path, provider_name: str, key: str) -> Path:
     """Clips are content-addressed per provider: a preview clip never satisfies a Kling request."""
-    return Path(project_dir) / ".storyboard" / "clips" / provider_name / f"{key}.mp4"
+    return Workspace.at(project_dir).clip(provider_name, key)
 
 
 def rendered_clips(project_dir: Path, provider_name: str, requests) -> dict[str, Path]:
     """Request key -> clip, for those of ``requests`` this provider has rendered (and verified:
     a clip is renamed into place only after its check)."""
-    clips = {}
-    for request in requests:
-        path = clip_path(project_dir, provider_name, request.key)
-        if path.is_file():
-            clips[request.key] = path
-    return clips
+    return Workspace.at(project_dir).rendered_clips(provider_name, requests)
 
 
 def frame_path(project_dir: Path, key: str) -> Path:
-    return Path(project_dir) / ".storyboard" / "frames" / f"{key}.png"
+    return Workspace.at(project_dir).frame(key)
 
 
 def verify_clip(path: Path, request: Request) -> str | None:
@@ -458,21 +455,30 @@ class _Run:
 
 def _lock_project(project_dir: Path):
     """One render per project at a time: the journal's claims guard rows, this guards the whole run."""
-    lock_file = Path(project_dir) / ".storyboard" / "render.lock"
+    lock_file = Workspace.at(project_dir).render_lock
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_file, "a+")
+    lock = FileLock(lock_file)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        lock.acquire(timeout=0)
+    except Timeout:
         raise UserError(f"another render is running in {project_dir}",
                         hint="wait for it to finish (or stop it), then run again") from None
-    return handle
+    return _Held(lock)
+
+
+class _Held:
+    """A held ``FileLock`` with the ``close()`` the run's ``finally`` calls."""
+
+    def __init__(self, lock: FileLock) -> None:
+        self._lock = lock
+
+    def close(self) -> None:
+        self._lock.release()
 
 
 def _clean_partial_downloads(project_dir: Path, provider_name: str) -> None:
     """Partial downloads left by a crash: no render holds them (we hold the project lock)."""
-    folder = clip_path(project_dir, provider_name, "x").parent
+    folder = Workspace.at(project_dir).clips_dir(provider_name)
     if folder.is_dir():
         for leftover in folder.glob(".*.part"):
             leftover.unlink(missing_ok=True)

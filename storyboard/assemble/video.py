@@ -93,12 +93,12 @@ from typing import TYPE_CHECKING, Any
 import av
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from .errors import InternalError, UserError
-from .media import MediaError, Probe, ffmpeg_exe, probe
+from storyboard.errors import InternalError, UserError
+from storyboard.media import MediaError, Probe, ffmpeg_exe, probe
 
 if TYPE_CHECKING:
-    from .spec import Card, TextStyle
-    from .timeline import Timeline
+    from storyboard.load.spec import Card, TextStyle
+    from storyboard.assemble.timeline import Timeline
 
 RENDER_PRESET = "ultrafast"
 """x264 preset for rendered pieces; chosen by measurement, see the module docstring."""
@@ -1148,7 +1148,7 @@ def write_cut(
     Why one function: a project's ``assemble`` and each campaign variant make the same set of
     files, and editors and reviewers rely on finding all of them beside every cut.
     """
-    from storyboard import timeline as timelines
+    from storyboard.assemble import timeline as timelines
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from storyboard.errors import UserError
-from storyboard.providers.base import Provider
+from storyboard.render.providers.base import Provider
 
 PROVIDER_NAMES = ("kling", "preview")
 
@@ -22,7 +22,7 @@ def choose_provider_name(requested: str | None, project_dir: Path) -> str:
         if requested not in PROVIDER_NAMES:
             raise UserError(f"unknown provider {requested!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
         return requested
-    from storyboard.providers.kling import KlingCredentials
+    from storyboard.render.providers.kling import KlingCredentials
 
     return "kling" if KlingCredentials.from_env(project_dir) else "preview"
 
@@ -30,7 +30,7 @@ def choose_provider_name(requested: str | None, project_dir: Path) -> str:
 def open_provider(name: str, project_dir: Path, **options: Any) -> Provider:
     """Build the named provider for a project. ``options`` go to the provider (e.g. ``transport``)."""
     if name == "kling":
-        from storyboard.providers.kling import KlingCredentials, KlingProvider
+        from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 
         credentials = KlingCredentials.from_env(project_dir)
         if credentials is None:
@@ -41,7 +41,7 @@ def open_provider(name: str, project_dir: Path, **options: Any) -> Provider:
             )
         return KlingProvider(credentials, **options)
     if name == "preview":
-        from storyboard.providers.preview import PreviewProvider
+        from storyboard.render.providers.preview import PreviewProvider
 
         return PreviewProvider(Path(project_dir), **options)
     raise UserError(f"unknown provider {name!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
