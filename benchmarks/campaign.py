@@ -27,7 +27,8 @@ from PIL import Image  # noqa: E402
 
 from storyboard.load import loader
 from storyboard.plan import planner  # noqa: E402
-from storyboard.campaign import load_campaign, plan_campaign, render_campaign  # noqa: E402
+from storyboard.campaign import load_campaign, plan_campaign  # noqa: E402
+from storyboard.pipeline import render_campaign  # noqa: E402
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider  # noqa: E402
 from tests.fakes.kling import FakeKling  # noqa: E402
 

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from storyboard import campaign as campaigns
+from storyboard import pipeline as pipelines
 from storyboard.campaign import load_campaign, plan_campaign, slug, variant_id
 from storyboard.errors import StoryboardInvalid
 from storyboard.render.journal import Journal
@@ -294,11 +295,11 @@ def kling_for(fake: FakeKling) -> KlingProvider:
     return KlingProvider(credentials, transport=fake.transport(), sleep=no_sleep)
 
 
-def render(cplan, fake: FakeKling, **options) -> campaigns.CampaignRender:
+def render(cplan, fake: FakeKling, **options) -> pipelines.CampaignRender:
     async def go():
         provider = kling_for(fake)
         try:
-            return await campaigns.render_campaign(cplan, provider, sleep=no_sleep, **options)
+            return await pipelines.render_campaign(cplan, provider, sleep=no_sleep, **options)
         finally:
             await provider.aclose()
 
@@ -330,7 +331,7 @@ def test_a_refused_request_fails_its_variants_only_and_the_others_are_assembled(
     assert "risk control" in rendered.outcomes["latte-en-16x9"].reason
     assert all(o.status == "rendered" for vid, o in rendered.outcomes.items() if vid.startswith("espresso"))
 
-    outcomes = campaigns.assemble_campaign(cplan, "kling")
+    outcomes = pipelines.assemble_campaign(cplan, "kling")
     for vid in ("espresso-en-16x9", "espresso-de-9x16"):
         outcome = outcomes[vid]
         assert outcome.status == "assembled", outcome
@@ -340,7 +341,7 @@ def test_a_refused_request_fails_its_variants_only_and_the_others_are_assembled(
         assert facts.frames == 6 * 24 and facts.height == 144
         assert (facts.width > facts.height) == vid.endswith("16x9")
     assert outcomes["latte-en-16x9"].status == "failed" and "risk control" in outcomes["latte-en-16x9"].reason
-    page = campaigns.write_review(cplan, outcomes, "kling")
+    page = pipelines.write_review(cplan, outcomes, "kling")
     html = page.read_text(encoding="utf-8")
     assert html.count('<article class="card"') == 8 and "risk control" in html
 

@@ -24,7 +24,8 @@ from markupsafe import Markup
 from storyboard.plan import UNIT_PRICE_USD
 
 if TYPE_CHECKING:
-    from storyboard.campaign import CampaignPlan, VariantOutcome
+    from storyboard.campaign import CampaignPlan
+    from storyboard.pipeline import VariantOutcome
 
 PAGE_NAME = "index.html"
 

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from storyboard import campaign as campaigns
+from storyboard import pipeline as pipelines
 from storyboard.render import engine
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem
@@ -160,7 +161,7 @@ class _CampaignProgress:
 
 
 def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_cost: str | None,
-            concurrency: int) -> tuple[campaigns.CampaignRender, str]:
+            concurrency: int) -> tuple[pipelines.CampaignRender, str]:
     from storyboard.cli.render import confirm_spend, parse_max_cost, pick_provider
     from storyboard.render.providers import open_provider
 
@@ -173,9 +174,9 @@ def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_
     the_provider = open_provider(name, project_dir)
     progress = _CampaignProgress(len(cplan.distinct))
 
-    async def run() -> campaigns.CampaignRender:
+    async def run() -> pipelines.CampaignRender:
         try:
-            return await campaigns.render_campaign(cplan, the_provider, concurrency=concurrency,
+            return await pipelines.render_campaign(cplan, the_provider, concurrency=concurrency,
                                                    max_cost_units=budget, events=progress)
         finally:
             await the_provider.aclose()
@@ -200,7 +201,7 @@ def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_
     return rendered, name
 
 
-def _print_outcomes(outcomes: dict[str, campaigns.VariantOutcome], project_dir: Path) -> None:
+def _print_outcomes(outcomes: dict[str, pipelines.VariantOutcome], project_dir: Path) -> None:
     table = Table(title="Variants")
     for column in ("variant", "status", "files / reason"):
         table.add_column(column)
@@ -220,30 +221,30 @@ def _rendered_provider(cplan: campaigns.CampaignPlan, wanted: str | None) -> str
 
     return complete_provider(
         cplan.campaign.project_dir, wanted,
-        lambda name: len(campaigns.rendered_clips(cplan, name)) == len(cplan.distinct),
+        lambda name: len(pipelines.rendered_clips(cplan, name)) == len(cplan.distinct),
     )
 
 
 def _assemble(cplan: campaigns.CampaignPlan, provider_name: str, only: list[str] | None,
-              skip: dict[str, campaigns.VariantOutcome] | None = None) -> dict[str, campaigns.VariantOutcome]:
+              skip: dict[str, pipelines.VariantOutcome] | None = None) -> dict[str, pipelines.VariantOutcome]:
     skip = skip or {}
     wanted = [item.variant.id for item in cplan.variants if item.variant.id not in skip and (not only or item.variant.id in only)]
     total = len(wanted)
     done = 0
 
-    def report(outcome: campaigns.VariantOutcome) -> None:
+    def report(outcome: pipelines.VariantOutcome) -> None:
         nonlocal done
         done += 1
         what = ", ".join(f"{cut.video.name} {cut.duration:.2f}s" for cut in outcome.cuts) or (outcome.reason or "")
         console.print(f"[{done}/{total}] {outcome.variant_id}: {outcome.status} {what}", markup=False)
 
-    outcomes = campaigns.assemble_campaign(cplan, provider_name, only=wanted, on_variant=report) if wanted else {}
+    outcomes = pipelines.assemble_campaign(cplan, provider_name, only=wanted, on_variant=report) if wanted else {}
     merged = {vid: skip.get(vid) or outcomes.get(vid) for vid in [item.variant.id for item in cplan.variants]}
     return {vid: outcome for vid, outcome in merged.items() if outcome is not None}
 
 
-def _finish(cplan: campaigns.CampaignPlan, outcomes: dict[str, campaigns.VariantOutcome], provider_name: str) -> None:
-    page = campaigns.write_review(cplan, outcomes, provider_name)
+def _finish(cplan: campaigns.CampaignPlan, outcomes: dict[str, pipelines.VariantOutcome], provider_name: str) -> None:
+    page = pipelines.write_review(cplan, outcomes, provider_name)
     _print_outcomes(outcomes, cplan.campaign.project_dir)
     console.print(f"review page: {page}", markup=False)
     bad = [o for o in outcomes.values() if o.status in ("failed", "invalid", "incomplete")]
