@@ -73,8 +73,8 @@ def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4
 
 
 def _timeline(clips: list[Path], width: int, height: int, transition: str, audio):
-    from storyboard.load.spec import TextStyle, Transition
     from storyboard.assemble.timeline import OutputFormat, ShotSegment, Timeline
+    from storyboard.load.spec import TextStyle, Transition
 
     overlap = round(XFADE * FPS) if transition != "cut" else 0
     join = Transition(type=transition, duration=overlap / FPS if overlap else 0)
@@ -97,8 +97,8 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
     ``before_<case>`` runs ``<case>`` with the storyboard package of ``--before`` (the child puts
     that folder first on sys.path), so old and new assemblers are measured in the same run."""
     case = case.removeprefix("before_")
-    from storyboard.media import ffmpeg_exe
     from storyboard.load.spec import Audio
+    from storyboard.media import ffmpeg_exe
 
     ff = ffmpeg_exe()
     work = out.parent / f"work-{case}"
@@ -159,7 +159,7 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
     elif case.startswith("mp_"):
         import os
 
-        from moviepy import VideoFileClip, concatenate_videoclips, vfx, afx
+        from moviepy import VideoFileClip, afx, concatenate_videoclips, vfx
 
         os.chdir(out.parent)  # moviepy writes its temporary audio file to the cwd
         opened = [VideoFileClip(str(c)) for c in clips]

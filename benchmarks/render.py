@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_engine import make_plan, t2v  # noqa: E402
+
 from storyboard.render import engine  # noqa: E402
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider  # noqa: E402
 from tests.fakes.kling import FakeKling  # noqa: E402
-from test_engine import make_plan, t2v  # noqa: E402
 
 
 async def run_once(n: int, concurrency: int, latency: float, poll: float) -> dict:

@@ -54,12 +54,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from storyboard.load import loader
-from storyboard.plan import planner
 from storyboard.errors import Location, Problem, StoryboardInvalid, UserError
+from storyboard.load import loader
 from storyboard.load.loader import LoadedStoryboard
-from storyboard.plan import Plan, Request
 from storyboard.load.spec import AspectRatio
+from storyboard.plan import Plan, Request, planner
 
 CAMPAIGN_FILE_NAMES = ("campaign.yaml", "campaign.yml")
 ASPECT_VARIABLE = "aspect_ratio"
@@ -365,7 +364,7 @@ def load_campaign_text(text: str, file: Path | str) -> LoadedCampaign:
         raise StoryboardInvalid([_pydantic_problem(positions, item) for item in error.errors()]) from None
 
     storyboard_file = (file.parent / campaign.storyboard).absolute()
-    base_text, base_positions, base_document = _read_base(storyboard_file, positions)
+    _base_text, base_positions, base_document = _read_base(storyboard_file, positions)
     problems = _check_matrix(campaign, positions)
     if problems:
         raise StoryboardInvalid(problems)
@@ -443,7 +442,7 @@ def _check_matrix(campaign: Campaign, positions: YamlPositions) -> list[Problem]
                 ratio = _ratio_of(name, spec)
                 if ratio not in ASPECT_RATIOS:
                     hint = ""
-                    if isinstance(spec.value, int) and not isinstance(spec.value, bool) or re.fullmatch(r"\d+", name):
+                    if (isinstance(spec.value, int) and not isinstance(spec.value, bool)) or re.fullmatch(r"\d+", name):
                         hint = ' (write ratios in quotes, "16:9": unquoted, YAML reads 16:9 as the number 969)'
                     problems.append(
                         Problem(where, f"aspect_ratio value {spec.value if spec.value is not None else name!r} is not one of {', '.join(ASPECT_RATIOS)}{hint}")
@@ -803,10 +802,7 @@ class RequestUse:
 def _has_first_frame(request: Request) -> bool:
     if request.family == "image2video":
         return True
-    for item in request.body.get("image_list") or []:
-        if isinstance(item, dict) and item.get("type") == "first_frame":
-            return True
-    return False
+    return any(isinstance(item, dict) and item.get("type") == "first_frame" for item in request.body.get("image_list") or [])
 
 
 @dataclass(frozen=True)

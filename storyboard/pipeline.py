@@ -13,7 +13,6 @@ from typing import Any, Literal
 from storyboard.campaign import CampaignPlan, LoadedCampaign
 from storyboard.workspace import Workspace
 
-
 # --------------------------------------------------------------------------------------------
 # Rendering and assembling a campaign (one engine run, one budget; one failure stops no one else)
 # --------------------------------------------------------------------------------------------
@@ -123,8 +122,8 @@ def assemble_variant(
     """Cut one variant into ``out/<variant-id>/``: every output, with subtitles, OTIO and a contact sheet."""
     from storyboard.assemble import timeline
     from storyboard.assemble.video import write_cut
-    from storyboard.render.journal import task_facts
     from storyboard.media import probe
+    from storyboard.render.journal import task_facts
 
     item = cplan.variant_plan(variant_id)
     if not item.ok or item.loaded is None or item.plan is None:
@@ -222,8 +221,8 @@ def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
 
 def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provider_name: str) -> Path:
     """Write ``out/index.html`` for the campaign (cuts that exist from earlier runs are shown too)."""
-    from storyboard.render import engine
     from storyboard.assemble.review import review_from_campaign, write_review_page
+    from storyboard.render import engine
 
     folder = out_dir(cplan.campaign)
     merged = dict(outcomes)

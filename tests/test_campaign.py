@@ -19,8 +19,8 @@ from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
 from storyboard.campaign import load_campaign, plan_campaign, slug, variant_id
 from storyboard.errors import StoryboardInvalid
-from storyboard.render.journal import Journal
 from storyboard.media import probe
+from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.conftest import write_image
 from tests.fakes.kling import FakeKling

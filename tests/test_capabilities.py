@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from storyboard.plan import capabilities as caps
-from storyboard.plan import UNIT_PRICE_USD
 from storyboard.load.spec import ModelName
+from storyboard.plan import UNIT_PRICE_USD
+from storyboard.plan import capabilities as caps
 from tests.reference import KLING_FIXTURES
 
 FIXTURES = KLING_FIXTURES

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_kling_client import make_request
 
-from storyboard.render import engine
-from storyboard.render.journal import Journal
 from storyboard.media import probe
 from storyboard.plan import ElementRegistration, Plan, Request
+from storyboard.render import engine
+from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.fakes.kling import FakeKling, Fault
-from test_kling_client import make_request
 
 SECONDS = 3  # kling-v3's shortest duration; the fake's 3 s 160x90 video is cached on disk
 

@@ -19,12 +19,12 @@ import opentimelineio as otio
 import pytest
 from typer.testing import CliRunner
 
-from storyboard.load import loader
-from storyboard.plan import planner
-from storyboard.cli import _register_commands, app
-from storyboard.media import probe
-from storyboard.load.spec import json_schema
 from storyboard.assemble.timeline import default_outputs
+from storyboard.cli import _register_commands, app
+from storyboard.load import loader
+from storyboard.load.spec import json_schema
+from storyboard.media import probe
+from storyboard.plan import planner
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 

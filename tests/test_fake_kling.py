@@ -190,9 +190,8 @@ def test_wrong_method_is_1202_and_unknown_path_1203(client: httpx.Client) -> Non
 
 
 def test_unknown_host_is_a_connect_error(fake: FakeKling) -> None:
-    with httpx.Client(transport=fake.transport()) as session:
-        with pytest.raises(httpx.ConnectError):
-            session.get("https://api.klingai.com/v1/videos/text2video")
+    with httpx.Client(transport=fake.transport()) as session, pytest.raises(httpx.ConnectError):
+        session.get("https://api.klingai.com/v1/videos/text2video")
 
 
 # ------------------------------------------------------------------------- fixture vectors

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storyboard.plan import planner
 from storyboard.errors import StoryboardInvalid
 from storyboard.load.loader import load
-from storyboard.plan import FRAME_SCHEME, IMAGE_SCHEME
+from storyboard.plan import FRAME_SCHEME, IMAGE_SCHEME, planner
 from tests.reference import KLING_FIXTURES
 
 FIXTURES = json.loads(KLING_FIXTURES.read_text())["endpoints"]

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyboard.render.providers.camera import read_camera
 from storyboard.errors import ProviderError
 from storyboard.media import probe
 from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.render.providers.base import Job
+from storyboard.render.providers.camera import read_camera
 from storyboard.render.providers.preview import (
     PreviewProvider,
     preview_size,

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from storyboard.cli import _register_commands, app
 from storyboard.cli.render import parse_max_cost
 from storyboard.errors import UserError
-from storyboard.render.journal import Journal
 from storyboard.media import probe
+from storyboard.render.journal import Journal
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 

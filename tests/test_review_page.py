@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from storyboard.media import ffmpeg_exe, probe
 from storyboard.assemble.review import ReviewCut, ReviewPage, ReviewShot, ReviewVariant, render_review_page, write_review_page
+from storyboard.media import ffmpeg_exe, probe
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import storyboard
-from storyboard.plan import planner
 from storyboard.errors import StoryboardInvalid
 from storyboard.load.loader import load
+from storyboard.plan import planner
 
 IMG = {"refs/hero.png": (640, 360), "refs/style.png": (400, 400), "refs/street.png": (640, 360)}
 

@@ -11,10 +11,14 @@ import opentimelineio as otio
 import pytest
 from PIL import Image
 
-from storyboard.errors import StoryboardInvalid, UserError
-from storyboard.media import ffmpeg_exe, probe
-from storyboard.plan import Plan, Request, ShotSlice
-from storyboard.load.spec import Storyboard
+from storyboard.assemble.sidefiles import (
+    edl_available,
+    frame_image,
+    srt_text,
+    write_contact_sheet,
+    write_otio,
+    write_srt,
+)
 from storyboard.assemble.timeline import (
     CardSegment,
     OutputFormat,
@@ -22,14 +26,12 @@ from storyboard.assemble.timeline import (
     Timeline,
     build_timelines,
     default_outputs,
-    edl_available,
-    frame_image,
-    srt_text,
     to_frames,
-    write_contact_sheet,
-    write_otio,
-    write_srt,
 )
+from storyboard.errors import StoryboardInvalid, UserError
+from storyboard.load.spec import Storyboard
+from storyboard.media import ffmpeg_exe, probe
+from storyboard.plan import Plan, Request, ShotSlice
 
 # --------------------------------------------------------------------------------------------
 # Builders: a loaded storyboard, a plan and clip files, by hand

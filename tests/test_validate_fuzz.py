@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import write_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import write_image
-from storyboard.plan import planner
 from storyboard.errors import StoryboardInvalid
 from storyboard.load.loader import LoadedStoryboard, load_text
 from storyboard.load.spec import Storyboard
+from storyboard.plan import planner
 
 VALID = """\
 name: fuzz

@@ -326,10 +326,10 @@ def _relative(path: Path | str, base: Path) -> str:
 
 __all__ = [
     "ReviewCut",
+    "ReviewPage",
     "ReviewShot",
     "ReviewVariant",
-    "ReviewPage",
     "render_review_page",
-    "write_review_page",
     "review_from_campaign",
+    "write_review_page",
 ]

@@ -83,8 +83,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -97,8 +97,8 @@ from storyboard.errors import InternalError, UserError
 from storyboard.media import MediaError, Probe, ffmpeg_exe, probe
 
 if TYPE_CHECKING:
-    from storyboard.load.spec import Card, TextStyle
     from storyboard.assemble.timeline import Timeline
+    from storyboard.load.spec import Card, TextStyle
 
 RENDER_PRESET = "ultrafast"
 """x264 preset for rendered pieces; chosen by measurement, see the module docstring."""
@@ -798,7 +798,7 @@ AUDIO_ENCODE = ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-
 def _run_ffmpeg(args: list[str], what: str, *, loglevel: str = "error") -> str:
     """Run the bundled ffmpeg; returns its log (stderr). A failure is an InternalError with its tail."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, "-y", *args]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-8:])
         raise InternalError(f"ffmpeg failed while {what}:\n{tail}")
@@ -1148,15 +1148,15 @@ def write_cut(
     Why one function: a project's ``assemble`` and each campaign variant make the same set of
     files, and editors and reviewers rely on finding all of them beside every cut.
     """
-    from storyboard.assemble import timeline as timelines
+    from storyboard.assemble import sidefiles
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"
     report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
     subtitles = folder / f"{cut.name}.srt"
-    timelines.write_srt(cut, subtitles)
+    sidefiles.write_srt(cut, subtitles)
     otio_file = folder / f"{cut.name}.otio"
-    edl = timelines.write_otio(cut, otio_file, task_ids=task_ids or {}, costs=costs or {})
+    edl = sidefiles.write_otio(cut, otio_file, task_ids=task_ids or {}, costs=costs or {})
     sheet = folder / f"{cut.name}.contact.png"
-    timelines.write_contact_sheet(cut, sheet)
+    sidefiles.write_contact_sheet(cut, sheet)
     return CutFiles(report=report, video=video, subtitles=subtitles, timeline=otio_file, edl=edl, contact_sheet=sheet)

@@ -7,17 +7,16 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storyboard.render import engine
-from storyboard.plan import planner
 from storyboard.assemble import timeline
 from storyboard.assemble.video import write_cut
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.project import PathArgument, load_and_check, print_advisories
 from storyboard.errors import UserError
+from storyboard.load.loader import LoadedStoryboard
+from storyboard.plan import Plan, planner
+from storyboard.render import engine
 from storyboard.render.journal import task_facts
 from storyboard.render.providers import PROVIDER_NAMES, choose_provider_name
-from storyboard.load.loader import LoadedStoryboard
-from storyboard.plan import Plan
 from storyboard.workspace import Workspace
 
 

@@ -18,10 +18,10 @@ from rich.table import Table
 
 from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
-from storyboard.render import engine
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem
 from storyboard.plan import UNIT_PRICE_USD
+from storyboard.render import engine
 
 campaign_app = typer.Typer(
     name="campaign",

@@ -9,12 +9,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from storyboard.load import loader
-from storyboard.plan import planner
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem, StoryboardInvalid
-from storyboard.plan import Plan
+from storyboard.load import loader
 from storyboard.load.spec import json_schema
+from storyboard.plan import Plan, planner
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 

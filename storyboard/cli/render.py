@@ -9,21 +9,21 @@ free preview provider never asks.
 from __future__ import annotations
 
 import asyncio
-from decimal import ROUND_DOWN, Decimal
 import re
 import sys
 import time
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
-from storyboard.render import engine
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import UserError
-from storyboard.render.journal import Journal, journal_path
 from storyboard.plan import UNIT_PRICE_USD
+from storyboard.render import engine
+from storyboard.render.journal import Journal, journal_path
 from storyboard.render.providers import choose_provider_name, open_provider
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
@@ -79,8 +79,8 @@ def confirm_spend(rows, free: bool, yes: bool, budget: float | None, *, what: st
 
 
 def _load_plan(path: Path):
-    from storyboard.plan import planner
     from storyboard.cli.project import load_and_check, print_advisories
+    from storyboard.plan import planner
 
     loaded, problems = load_and_check(path)
     print_advisories(problems)

@@ -141,7 +141,7 @@ class CameraControl(Strict):
     config: CameraConfig | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "CameraControl":
+    def _check(self) -> CameraControl:
         if self.type == "simple":
             if self.config is None:
                 raise ValueError("camera_control of type simple needs a config with exactly one non-zero axis")

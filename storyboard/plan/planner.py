@@ -18,7 +18,6 @@ Money rules that shape the code:
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import json
 import math
@@ -34,9 +33,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 import storyboard
-from storyboard.plan import capabilities as caps
-from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO, ModelInfo
 from storyboard.errors import Location, Problem, StoryboardInvalid
+from storyboard.load.spec import PREVIOUS_FRAME, Shot
 from storyboard.plan import (
     ELEMENT_SCHEME,
     FRAME_SCHEME,
@@ -47,7 +45,8 @@ from storyboard.plan import (
     Request,
     ShotSlice,
 )
-from storyboard.load.spec import PREVIOUS_FRAME, Shot
+from storyboard.plan import capabilities as caps
+from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO, ModelInfo
 
 if TYPE_CHECKING:  # the loader is written in parallel; only its shape matters here
     from storyboard.load.loader import LoadedStoryboard
@@ -643,7 +642,7 @@ class _Compiler:
 
                 with Image.open(self.loaded.resolve_path(relative)) as image:
                     self._image_sizes[relative] = image.size
-            except Exception:  # the loader reports unreadable images; fall back to the setting
+            except Exception:  # noqa: BLE001 - the loader reports unreadable images; fall back to the setting
                 return None
         width, height = self._image_sizes[relative]
         return caps.snap_aspect_ratio(width, height)

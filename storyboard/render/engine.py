@@ -23,16 +23,17 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Literal
+from typing import Literal
 
 from filelock import FileLock, Timeout
 
 from storyboard.errors import InternalError, ProviderError, UserError
-from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, Plan, Request
+from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
 from storyboard.render.providers.base import Job, Provider, TaskState
 from storyboard.workspace import Workspace
 
@@ -258,9 +259,8 @@ class _Run:
 
     async def _render(self, request: Request) -> Path:
         for upstream in request.depends_on:
-            if upstream in self.finished:
-                if await self.finished[upstream] is None:
-                    raise _Stop("skipped", f"the request it continues from ({self._id_of(upstream)}) did not render")
+            if upstream in self.finished and await self.finished[upstream] is None:
+                raise _Stop("skipped", f"the request it continues from ({self._id_of(upstream)}) did not render")
         clip = clip_path(self.project_dir, self.name, request.key)
         record = self.journal.get(self.name, request.key)
         if clip.is_file() and await asyncio.to_thread(verify_clip, clip, request) is None:
@@ -287,9 +287,9 @@ class _Run:
                 state = await self._follow(request, job, found.task_id, reserved=None, known=found)
                 return await self._download(request, job, state)
             # Kling proves it never arrived: send it again, same attempt id, without a new claim.
-            state, reserved = await self._create(request, job, claim=False)
+            state, _reserved = await self._create(request, job, claim=False)
         else:
-            state, reserved = await self._create(request, job, claim=True)
+            state, _reserved = await self._create(request, job, claim=True)
         return await self._download(request, job, state)
 
     def _id_of(self, key: str) -> str:

@@ -64,7 +64,7 @@ def _make_handler(fake: FakeKling) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             """Silent: request lines would carry query strings into test output."""
 
     return FakeKlingRequestHandler

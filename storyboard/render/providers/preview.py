@@ -49,7 +49,6 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
 from storyboard.errors import ProviderError
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
@@ -60,6 +59,7 @@ from storyboard.plan import (
     ShotSlice,
 )
 from storyboard.render.providers.base import Job, TaskState
+from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
 from storyboard.workspace import Workspace
 
 RENDERER_VERSION = "p1"
