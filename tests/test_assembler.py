@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from storyboard.assemble.timeline import CardSegment, OutputFormat, ShotSegment, Timeline
+from storyboard.assemble.timeline import CardSegment, OutputFormat, ShotSegment, Timeline, lay_out
 from storyboard.assemble.video import (
     CopyRun,
     Part,
@@ -81,16 +81,8 @@ def shot(clip: Path, frames: int, *, first: int = 0, fps: int = 24, transition: 
 
 def timeline(items, *, output: OutputFormat = OUT, audio: Audio | None = None, bed: Path | None = None,
              captions: TextStyle | None = None) -> Timeline:
-    """A timeline with record starts and the total computed the way timeline.py does."""
-    fixed, position = [], 0
-    for i, item in enumerate(items):
-        if i:
-            overlap = round(item.transition.duration * output.fps) if item.transition.type != "cut" else 0
-            position -= overlap
-        fixed.append(type(item)(**{**item.__dict__, "record_start_frame": position}))
-        position += item.frames
-    return Timeline(name="t", output=output, items=tuple(fixed), audio=audio or Audio(loudness_lufs=None),
-                    bed=bed, captions=captions or TextStyle(), total_frames=position, reframed=())
+    """A timeline laid out as storyboards are (record starts, overlaps, framing from the clips)."""
+    return lay_out("t", output, items, audio=audio or Audio(loudness_lufs=None), bed=bed, captions=captions)
 
 
 def frame_means(path: Path) -> np.ndarray:

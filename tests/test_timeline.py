@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from storyboard.errors import StoryboardInvalid, UserError
 from storyboard.load.spec import Storyboard
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.plan import Plan, Request, ShotSlice
+from tests.fakes.videos import result_video_path
 
 # --------------------------------------------------------------------------------------------
 # Builders: a loaded storyboard, a plan and clip files, by hand
@@ -93,11 +95,12 @@ def loaded(tmp_path: Path, **board: Any) -> Loaded:
 
 
 def placeholder_clips(tmp_path: Path, plan: Plan) -> dict[str, Path]:
-    """Clip files for pure-data tests (only their existence matters to build_timelines)."""
+    """Tiny real clips for the arithmetic tests: build_timelines reads each clip's size (to decide
+    its framing), so only the ratio matters, not the length."""
     clips = {}
     for r in plan.requests:
         path = tmp_path / f"{r.id}.mp4"
-        path.write_bytes(b"not a video")
+        shutil.copyfile(result_video_path((1.0,), aspect_ratio=r.aspect_ratio), path)
         clips[r.key] = path
     return clips
 
@@ -342,7 +345,8 @@ def test_overlaps_on_both_sides_may_not_exceed_the_item(tmp_path: Path) -> None:
 def test_card_background_image_and_bed_become_absolute(tmp_path: Path) -> None:
     Image.new("RGB", (64, 36), "red").save(tmp_path / "logo.png")
     (tmp_path / "music").mkdir()
-    (tmp_path / "music" / "bed.m4a").write_bytes(b"audio")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", str(tmp_path / "music" / "bed.m4a")],
+                   check=True)
     timeline = build(
         tmp_path,
         cut={"title": {"text": "Hi", "background": "logo.png"}, "end_card": {"text": "Bye", "background": "#ff8800"},
