@@ -87,8 +87,6 @@ def test_card_colours_backgrounds_and_durations(tmp_path: Path) -> None:
         cut:
           title: {text: Hi, background: notes.txt, style: {color: "not-a-colour"}}
           end_card: {text: Bye, background: "rgb(300, 0)"}
-        outputs:
-          - {name: main, fps: 1}
         """
     )
     board, plan = load(tmp_path, text)
@@ -102,10 +100,17 @@ def test_card_colours_backgrounds_and_durations(tmp_path: Path) -> None:
 
 
 def test_a_card_shorter_than_a_frame_at_the_output_rate(tmp_path: Path) -> None:
-    board, plan = load(tmp_path, BASE + "cut:\n  title: {text: Hi, duration: 0.4}\noutputs:\n  - {name: slow, fps: 1}\n")
+    board, plan = load(tmp_path, BASE + "cut:\n  title: {text: Hi, duration: 0.01}\n")
     (problem,) = check_cut(board, plan)
     assert problem.location.path == "cut.title.duration"
-    assert "less than a frame at 1 fps" in problem.message
+    assert "less than a frame at 24 fps" in problem.message
+
+
+def test_an_output_rate_without_timecode_cannot_have_its_edl(tmp_path: Path) -> None:
+    board, plan = load(tmp_path, BASE + "outputs:\n  - {name: slow, fps: 12}\n  - {name: pal, fps: 25}\n")
+    (problem,) = check_cut(board, plan)
+    assert (problem.location.line, problem.location.path) == (7, "outputs[0].fps")
+    assert "12 fps has no SMPTE timecode" in problem.message
 
 
 def test_fonts_that_cannot_be_found_when_text_is_drawn(tmp_path: Path) -> None:

@@ -56,6 +56,10 @@ DEFAULT_HEIGHT = {"std": 720, "pro": 1080, "4k": 1080}
 ASPECT_TOLERANCE = 0.01
 """Relative difference of two aspect ratios under which a clip needs no reframing."""
 
+TIMECODE_RATES = (24, 25, 30, 48, 50, 60)
+"""Output rates with a SMPTE timecode, which the EDL beside every cut needs (OpenTimelineIO's
+CMX 3600 writer refuses others, such as 12 fps)."""
+
 MAX_OUTPUT_SIDE = 4096
 """Widest or tallest output: H.264 level 5.1/5.2 (what players and phones decode) stops at 4096."""
 
@@ -467,6 +471,14 @@ def _check_outputs(
                 )
             )
             continue
+        if not _has_timecode(resolved.fps):
+            problems.append(
+                Problem(
+                    where(*path, "fps"),
+                    f"{resolved.fps} fps has no SMPTE timecode, which the cut's EDL needs: "
+                    f"use one of {', '.join(map(str, TIMECODE_RATES))}",
+                )
+            )
         outputs.append(resolved)
     if only is not None:
         known = [output.name for output in declared]
@@ -480,6 +492,19 @@ def _check_outputs(
             )
         outputs = [output for output in outputs if output.name in only]
     return outputs
+
+
+def _has_timecode(fps: int) -> bool:
+    """Whether the EDL writer can time an output at ``fps`` (asked of OpenTimelineIO itself)."""
+    if fps in TIMECODE_RATES:
+        return True
+    from opentimelineio.opentime import RationalTime
+
+    try:
+        RationalTime(0, fps).to_timecode(fps, False)
+    except ValueError:
+        return False
+    return True
 
 
 def _resolve_entries(
