@@ -97,6 +97,8 @@ FileIdentity = tuple[int, int, int, int]
 
 T = TypeVar("T")
 
+_ALL_CACHES: list[FileFactsCache[Any]] = []
+
 
 def file_identity(path: Path) -> FileIdentity:
     """The identity facts are cached under; raises MediaError for a missing or empty file."""
@@ -122,6 +124,7 @@ class FileFactsCache(Generic[T]):
         self._maxsize = maxsize
         self._entries: OrderedDict[FileIdentity, T] = OrderedDict()
         self._lock = threading.Lock()
+        _ALL_CACHES.append(self)
 
     def get(self, path: Path) -> T:
         identity = file_identity(path)
@@ -325,7 +328,7 @@ def audio_probe(path: Path | str) -> AudioProbe:
 
 
 def forget_cached_facts() -> None:
-    """Drop every cached fact (tests that count file opens start from nothing)."""
-    _SCANS.clear()
-    _HEADERS.clear()
-    _AUDIO.clear()
+    """Drop every cached fact, here and in other modules' ``FileFactsCache`` (tests that count
+    file opens start from nothing)."""
+    for cache_of_facts in _ALL_CACHES:
+        cache_of_facts.clear()

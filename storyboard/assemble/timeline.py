@@ -835,7 +835,7 @@ def lay_out(
         start = position - overlap
         if isinstance(item, ShotSegment):
             try:
-                facts = probe(item.clip, count_frames=False)
+                facts = probe(item.clip)  # the whole scan, which the assembler's packet index reuses
             except MediaError as error:
                 raise UserError(f"shot {item.shot_id}: clip {error}", "run storyboard render again to fetch the clip") from None
             framing = framing_for(facts.width, facts.height, output)
