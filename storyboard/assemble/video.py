@@ -21,10 +21,12 @@ Why it works the way it does (figures in shared/assembly-baseline.md):
   nothing is rendered, "re-encode" when nothing is copied, "smart-render" otherwise). Files are
   opened for their packets only (``open_packets``): PyAV's probing would decode a frame of each
   clip, ~35 ms per open at 1080p, which was a third of a 6-clip hard-cut assembly.
-* **Each clip is read once.** Its probe and packet index (``media.scan``, ``index_clip``) are
-  cached per file for the process; a six-clip hard cut went from 40 container opens (and 13
-  probes of the same six files) to 13. The timeline's decisions (record starts, overlaps, how each
-  clip is framed) are read, never recomputed here.
+* **Each clip is read once.** Its probe and packet index (``media.scan``, ``index_clip``) come
+  from one pass and are cached per file for the process; with its side files, a six-clip 1080p
+  hard cut went from 40 container opens (13 probes re-reading the same six files) to 21: one read
+  per clip, one open for its copied packets, one for the contact sheet's frame, and three for the
+  cut itself and its audio. The timeline's decisions (record starts, overlaps, how each clip is
+  framed) are read, never recomputed here.
 * **How rendered segments are encoded: libx264 ultrafast, crf 20, deblocking on.** With x264's
   default GOP a Kling-like clip has one keyframe, so a crossfade cut re-encodes nearly all of
   every clip but the first, and the encoder sets the speed. Measured on the benchmark's six
