@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 
 ModelName = Literal[
     "kling-v3",
@@ -208,6 +208,18 @@ class CameraConfig(Strict):
 
 class CameraControl(Strict):
     """Kling's structured ``camera_control`` (older models only: see kling-api.md 4.7)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # what ``_check`` enforces, as far as a schema can say it (one non-zero axis is left to validate)
+            "if": {"properties": {"type": {"const": "simple"}}},
+            "then": {
+                "required": ["config"],
+                "properties": {"config": {"type": "object", "description": "A simple move needs the axis it uses."}},
+            },
+            "else": {"properties": {"config": {"type": "null", "description": "A preset move takes no config."}}},
+        }
+    )
 
     type: CameraPreset = Field(
         "simple",
