@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import best_match
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
@@ -383,3 +383,28 @@ def test_the_schema_shows_each_context_its_own_style_defaults():
     captions = definitions["TextStyle"]["properties"]
     assert (card["size"]["default"], card["position"]["default"]) == (72, "center")
     assert (captions["size"]["default"], captions["position"]["default"]) == (48, "bottom")
+
+
+# --------------------------------------------------------------------------------------------
+# Editors that only speak draft-07
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_draft_07_validator_reaches_the_same_verdicts():
+    """yaml-language-server implements draft-07 (2020-12 support is partial): the schema keeps to
+    keywords it knows, so what it accepts and refuses does not depend on the editor's draft."""
+    validator = Draft7Validator(storyboard_schema())
+    for path in STORYBOARDS:
+        assert validator.is_valid(read_yaml(path)), path
+    for kind, document in readme_yaml_blocks():
+        if kind == "storyboard":
+            assert validator.is_valid(document)
+    for path, value, valid in STORYBOARD_CASES:
+        assert validator.is_valid(with_value(path, value)) is valid, (path, value)
+    for path, value, _ in TYPOS:
+        assert not validator.is_valid(with_value(path, value)), path
+    campaigns = Draft7Validator(campaign_schema())
+    for path in CAMPAIGNS:
+        assert campaigns.is_valid(read_yaml(path)), path
+    for path, value, valid in CAMPAIGN_CASES:
+        assert campaigns.is_valid(with_value(path, value, CAMPAIGN_BASE)) is valid, (path, value)
