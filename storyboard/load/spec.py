@@ -179,7 +179,9 @@ class Reference(Strict):
     )
     description: str | None = Field(None, description="What the image shows; templates and elements use it.")
     element: Element | None = Field(
-        None, description="true to register this image as a Kling element once, or an existing element_id."
+        None,
+        description="true to register this image as a Kling element once, an existing element_id, "
+        "or a mapping (name, description, extra_images, tags).",
     )
 
     @model_validator(mode="before")
@@ -379,7 +381,7 @@ class Card(Strict):
         json_schema_extra=_short_forms({"type": "string", "description": "Shorthand: just the text of the card."})
     )
 
-    text: str = Field(description="The words on the card (captions and cards use the same fonts).")
+    text: str = Field(description="The words on the card.")
     duration: float = Field(2.0, gt=0, le=30, description="Seconds the card stays on screen.")
     background: str = Field("#000000", description="A colour, or an image path.")
     style: CardStyle = Field(default_factory=CardStyle, description="Text style; fields not set keep the card's defaults.")
