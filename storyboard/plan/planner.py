@@ -295,7 +295,7 @@ class _Planning:
             id=f"r{len(self.requests) + 1:02d}-{first.id}",
             key=key,
             external_task_id=external_task_id(key),
-            family=parts.family,  # type: ignore[arg-type]  # one of the Family literals by construction
+            family=parts.family,
             endpoint=endpoint,
             model=first.model,
             mode=cost.mode,

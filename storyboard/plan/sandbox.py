@@ -249,49 +249,53 @@ def _check_method_call(obj: Any, args: tuple, kwargs: dict) -> None:
             _check_format_spec(owner, args, kwargs)
 
 
+def _with_check(original: Callable[..., Any], check: Callable[[tuple, dict], None]) -> Callable[..., Any]:
+    """A filter that runs ``check`` on its arguments first (keeping Jinja's pass-context marker)."""
+
+    @wraps(original)
+    def guarded_filter(*args: Any, **kwargs: Any) -> Any:
+        check(args, kwargs)
+        return _check_result(original(*args, **kwargs))
+
+    return guarded_filter
+
+
+def _int_arguments(label: str) -> Callable[[tuple, dict], None]:
+    """Widths and counts after the filtered value (``center(80)``, ``batch(3)``) within the value limit."""
+
+    def check(args: tuple, kwargs: dict) -> None:
+        for value in (*args[1:], *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool):
+                _refuse_amount(label, abs(value))
+
+    return check
+
+
+def _replace_check(args: tuple, kwargs: dict) -> None:
+    text, old, new = (list(args[1:4]) + [None, None, None])[:3]  # args[0] is the eval context
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        _refuse_amount("the replace filter", len(text) + text.count(old) * len(new))
+
+
+def _join_check(args: tuple, kwargs: dict) -> None:
+    value = args[1] if len(args) > 1 else None  # args[0] is the eval context
+    separator = args[2] if len(args) > 2 else kwargs.get("d", "")
+    if isinstance(value, (list, tuple, str, dict)) and isinstance(separator, str):
+        _refuse_amount("the join filter", len(separator) * max(len(value) - 1, 0))
+
+
+def _format_check(args: tuple, kwargs: dict) -> None:
+    if args and isinstance(args[0], str):
+        _check_printf(args[0], tuple(args[1:]) or tuple(kwargs.values()))
+
+
 def _guarded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """Jinja's filters, with those whose output size is set by an argument checked first."""
-    guarded = dict(filters)
-
-    def with_check(name: str, check: Callable[[tuple, dict], None]) -> None:
-        original = filters[name]
-
-        @wraps(original)
-        def guarded_filter(*args: Any, **kwargs: Any) -> Any:
-            check(args, kwargs)
-            return _check_result(original(*args, **kwargs))
-
-        guarded[name] = guarded_filter
-
-    def int_arguments(label: str) -> Callable[[tuple, dict], None]:
-        def check(args: tuple, kwargs: dict) -> None:
-            for value in (*args[1:], *kwargs.values()):
-                if isinstance(value, int) and not isinstance(value, bool):
-                    _refuse_amount(label, abs(value))
-
-        return check
-
-    def replace_check(args: tuple, kwargs: dict) -> None:
-        text, old, new = (list(args[1:4]) + [None, None, None])[:3]  # args[0] is the eval context
-        if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
-            _refuse_amount("the replace filter", len(text) + text.count(old) * len(new))
-
-    def join_check(args: tuple, kwargs: dict) -> None:
-        value = args[1] if len(args) > 1 else None
-        separator = args[2] if len(args) > 2 else kwargs.get("d", "")
-        if hasattr(value, "__len__") and isinstance(separator, str):
-            _refuse_amount("the join filter", len(separator) * max(len(value) - 1, 0))
-
-    def format_check(args: tuple, kwargs: dict) -> None:
-        if args and isinstance(args[0], str):
-            _check_printf(args[0], tuple(args[1:]) or tuple(kwargs.values()))
-
-    for name in ("center", "indent", "batch", "slice", "truncate", "wordwrap"):
-        with_check(name, int_arguments(f"the {name} filter"))
-    with_check("replace", replace_check)
-    with_check("join", join_check)
-    with_check("format", format_check)
-    return guarded
+    checks: dict[str, Callable[[tuple, dict], None]] = {
+        name: _int_arguments(f"the {name} filter") for name in ("center", "indent", "batch", "slice")
+    }
+    checks.update(replace=_replace_check, join=_join_check, format=_format_check)
+    return {name: _with_check(f, checks[name]) if name in checks else f for name, f in filters.items()}
 
 
 def _bounded_range(*args: int) -> range:
@@ -354,7 +358,7 @@ class BoundedSandbox(SandboxedEnvironment):
         self.filters = _guarded_filters(self.filters)
         self.filters[_BOUNDED_ITERATION] = _bounded_iteration
 
-    def compile(  # type: ignore[override]
+    def compile(
         self,
         source: str | nodes.Template,
         name: str | None = None,
@@ -367,7 +371,7 @@ class BoundedSandbox(SandboxedEnvironment):
         for loop in tree.find_all(nodes.For):
             if not (isinstance(loop.iter, nodes.Filter) and loop.iter.name == _BOUNDED_ITERATION):
                 loop.iter = nodes.Filter(loop.iter, _BOUNDED_ITERATION, [], [], None, None, lineno=loop.iter.lineno)
-        return super().compile(tree, name, filename, raw, defer_init)
+        return super().compile(tree, name, filename, raw, defer_init)  # type: ignore[call-overload]
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         _step()
