@@ -314,3 +314,16 @@ def test_content_key_hashes_any_text_and_keeps_the_keys_of_valid_text() -> None:
         .hexdigest()
     )
     assert len(content_key("/v1/videos/text2video", {"prompt": "\ud800"})) == 64
+
+
+def test_an_alias_bomb_in_a_shots_own_vars_stops_fast_too(make_project) -> None:
+    """Shot vars reach templates as ``shot.vars`` and ``vars``: neither may expand the bomb (main hung here)."""
+    bomb = "\n".join("    " + line for line in ALIAS_BOMB.strip().splitlines()[1:])
+    project = make_project(
+        "name: demo\nshots:\n  - id: a\n    duration: 5\n    prompt: \"{{ shot.vars.l8 }}\"\n    vars:\n" + bomb + "\n"
+    )
+    started = time.monotonic()
+    (problem,) = problems_of(project)
+    assert time.monotonic() - started < 1.0
+    assert (problem.location.line, problem.location.path) == (5, "shots[0].prompt")
+    assert "shots[0].vars.l8 expands to 1,210,689,028 characters and items" in problem.message
