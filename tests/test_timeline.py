@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,21 @@ from storyboard.assemble.sidefiles import (
     write_srt,
 )
 from storyboard.assemble.timeline import (
+    UNDECIDED,
     CardSegment,
     OutputFormat,
     ShotSegment,
     Timeline,
     build_timelines,
     default_outputs,
+    lay_out,
     to_frames,
 )
-from storyboard.errors import StoryboardInvalid, UserError
+from storyboard.errors import InternalError, StoryboardInvalid, UserError
 from storyboard.load.spec import Storyboard
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.plan import Plan, Request, ShotSlice
+from tests.fakes.videos import result_video_path
 
 # --------------------------------------------------------------------------------------------
 # Builders: a loaded storyboard, a plan and clip files, by hand
@@ -93,11 +97,12 @@ def loaded(tmp_path: Path, **board: Any) -> Loaded:
 
 
 def placeholder_clips(tmp_path: Path, plan: Plan) -> dict[str, Path]:
-    """Clip files for pure-data tests (only their existence matters to build_timelines)."""
+    """Tiny real clips for the arithmetic tests: build_timelines reads each clip's size (to decide
+    its framing), so only the ratio matters, not the length."""
     clips = {}
     for r in plan.requests:
         path = tmp_path / f"{r.id}.mp4"
-        path.write_bytes(b"not a video")
+        shutil.copyfile(result_video_path((1.0,), aspect_ratio=r.aspect_ratio), path)
         clips[r.key] = path
     return clips
 
@@ -342,7 +347,8 @@ def test_overlaps_on_both_sides_may_not_exceed_the_item(tmp_path: Path) -> None:
 def test_card_background_image_and_bed_become_absolute(tmp_path: Path) -> None:
     Image.new("RGB", (64, 36), "red").save(tmp_path / "logo.png")
     (tmp_path / "music").mkdir()
-    (tmp_path / "music" / "bed.m4a").write_bytes(b"audio")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", str(tmp_path / "music" / "bed.m4a")],
+                   check=True)
     timeline = build(
         tmp_path,
         cut={"title": {"text": "Hi", "background": "logo.png"}, "end_card": {"text": "Bye", "background": "#ff8800"},
@@ -562,3 +568,47 @@ def test_problems_point_at_the_storyboard_line_with_the_real_loader(tmp_path: Pa
         build_timelines(board, plan, placeholder_clips(tmp_path, plan))
     (problem,) = caught.value.problems
     assert (problem.location.line, problem.location.path) == (10, "cut.shots[1].trim_in")
+
+
+# --------------------------------------------------------------------------------------------
+# The decisions a timeline carries (the assembler and the side files read them, never redo them)
+
+
+def test_framing_is_decided_from_the_clip_itself(tmp_path: Path) -> None:
+    """An image-to-video clip follows its start frame, whatever ratio the plan expected: the
+    framing comes from the clip's real size, so the assembler, the sheet and the notes agree."""
+    plan = coffee_plan()  # both requests planned 16:9
+    board = loaded(tmp_path, shots=SHOTS, outputs=[{"name": "wide"}, {"name": "story", "aspect_ratio": "9:16", "reframe": "blur"}])
+    clips = placeholder_clips(tmp_path, plan)
+    shutil.copyfile(result_video_path((1.0,), aspect_ratio="1:1"), clips["key-r02-pour"])  # came back square
+    wide, story = build_timelines(board, plan, clips)
+    assert [(s.shot_id, s.framing.how, s.framing.source_width, s.framing.source_height) for s in wide.shots] == [
+        ("beans", "none", 160, 90),
+        ("pour", "crop", 96, 96),
+        ("sip", "crop", 96, 96),
+    ]
+    assert wide.reframed == ("pour", "sip")
+    assert {s.framing.how for s in story.shots} == {"blur"} and story.reframed == ("beans", "pour", "sip")
+    assert wide.shots[0].framing.scaled(wide.output)  # 160x90 into 1280x720: same ratio, scaled
+
+
+def test_lay_out_is_what_build_timelines_does_and_is_idempotent(tmp_path: Path) -> None:
+    timeline = build(tmp_path, cut={"transition": "crossfade 0.3", "title": "Morning", "end_card": "Bye"})
+    again = lay_out(timeline.name, timeline.output, timeline.items, audio=timeline.audio, bed=timeline.bed,
+                    captions=timeline.captions)
+    assert again == timeline
+    assert [i.overlap for i in timeline.items] == [0, 7, 7, 7, 7]
+    assert [timeline.overlap_frames(i) for i in range(5)] == [0, 7, 7, 7, 7]
+
+
+def test_a_timeline_that_does_not_add_up_cannot_be_made(tmp_path: Path) -> None:
+    timeline = build(tmp_path)
+    first, second, third = timeline.items
+    with pytest.raises(InternalError, match="item 1 starts at 70, not 72"):
+        replace(timeline, items=(first, replace(second, record_start_frame=70), third))
+    with pytest.raises(InternalError, match="items add up to 204 frames, total_frames says 200"):
+        replace(timeline, total_frames=200)
+    with pytest.raises(InternalError, match="shot pour has no framing decision"):
+        replace(timeline, items=(first, replace(second, framing=UNDECIDED), third))
+    with pytest.raises(InternalError, match="item 1 overlaps by 100 frames"):
+        replace(timeline, items=(first, replace(second, overlap=100, record_start_frame=-28), third))
