@@ -17,7 +17,6 @@ from storyboard.assemble import sidefiles
 from storyboard.assemble.sidefiles import (
     FCM_LINE,
     card_image,
-    collect_media,
     edl_available,
     frame_image,
     reframed_thumbnail,
@@ -399,11 +398,11 @@ def test_sheet_text_stays_inside_its_tile(tmp_path: Path, real_clips: dict[str, 
     assert (sheet[-4:, :] == background).all()
 
 
-def test_placeholder_clips_are_not_videos(tmp_path: Path) -> None:
-    """An unreadable clip makes a located error, not a traceback, on the sheet."""
+def test_an_unreadable_clip_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     from storyboard.errors import UserError
 
     plan = coffee_plan()
     (timeline,) = build_timelines(loaded(tmp_path, shots=SHOTS), plan, placeholder_clips(tmp_path, plan))
-    with pytest.raises((UserError, Exception)):
+    with pytest.raises(UserError, match=r"r01-beans\.mp4: not a readable video") as caught:
         write_contact_sheet(timeline, tmp_path / "x.png")
+    assert "storyboard render" in caught.value.hint

@@ -1158,10 +1158,18 @@ def write_cut(
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"
-    report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
-    subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
-    handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
-    sheet = folder / f"{cut.name}.contact.png"
-    sidefiles.write_contact_sheet(cut, sheet)
+    # The contact sheet (decoding a frame of every clip) is drawn while the video assembles, which
+    # mostly waits on ffmpeg and the disk; every side file is written only once the video is.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet") as sheet_worker:
+        drawing = sheet_worker.submit(sidefiles.contact_sheet_image, cut)
+        try:
+            report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
+        except BaseException:
+            drawing.cancel()
+            raise
+        subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
+        handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
+        sheet = folder / f"{cut.name}.contact.png"
+        drawing.result().save(sheet, format="PNG")
     return CutFiles(report=report, video=video, subtitles=subtitles, timeline=handoff.otio, edl=handoff.edl,
                     contact_sheet=sheet, media=handoff.media)
