@@ -72,8 +72,9 @@ Why it works the way it does (figures in shared/assembly-baseline.md):
   clip audio plays, so the bed gain is a known envelope (with short ramps) instead of a
   compressor reacting to levels (which would also pump on quiet passages).
 * **Text is drawn by Pillow** into full-frame transparent PNGs and overlaid by ffmpeg: no
-  ImageMagick, no drawtext font configuration, and ``ImageFont.load_default(size=...)`` works on
-  a fresh machine.
+  ImageMagick, no drawtext font configuration. The default font is the Noto Sans shipped in the
+  package (``fonts.py``: Pillow's built-in font has no é, ü, ß, €, —), laid out by raqm when
+  Pillow has it.
 
 The result is written to a temporary file beside ``dest``, probed (frames, size, fps, streams)
 and only then renamed onto ``dest``.
@@ -305,18 +306,12 @@ def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piec
 # Text: Pillow draws, ffmpeg overlays
 
 
-def _font(style: TextStyle, px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if not style.font:
-        return ImageFont.load_default(size=px)
-    for candidate in (style.font, f"{style.font}.ttf"):
-        try:
-            return ImageFont.truetype(candidate, px)
-        except OSError:
-            continue
-    raise UserError(
-        f"font {style.font!r} was not found",
-        "Give the path of a .ttf/.otf file (relative to the project), or remove `font` to use the built-in one.",
-    )
+def _font(style: TextStyle, px: int) -> ImageFont.FreeTypeFont:
+    """The style's font at ``px`` pixels: Noto Sans (shipped) by default, else its file or family
+    (``fonts.load_font``: raqm layout when Pillow has it; a font not found names what was tried)."""
+    from storyboard.assemble.fonts import load_font
+
+    return load_font(style.font, px)
 
 
 def _colour(value: str, what: str) -> tuple[int, int, int]:
@@ -328,11 +323,12 @@ def _colour(value: str, what: str) -> tuple[int, int, int]:
         ) from None
 
 
-def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: Path) -> Path:
-    """Draw ``text`` into a transparent ``width``x``height`` PNG, inside the title-safe area.
+def text_image(text: str, style: TextStyle, width: int, height: int) -> Image.Image:
+    """``text`` drawn on a transparent ``width``x``height`` RGBA image, inside the title-safe area.
 
     ``style.size`` is meant at 1080p, so it scales with the output height; long text wraps, and
-    text that still does not fit the safe area is shrunk rather than cut off.
+    text that still does not fit the safe area is shrunk rather than cut off. Captions, cards and
+    the editor handoff's card stills all come from here, so they look the same everywhere.
     """
     box_w = int(width * (1 - 2 * SAFE_MARGIN))
     box_h = int(height * (1 - 2 * SAFE_MARGIN))
@@ -341,7 +337,7 @@ def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: 
     while True:
         font = _font(style, px)
         lines = _wrap(text, font, box_w)
-        ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (px, 0)
+        ascent, descent = font.getmetrics()
         line_h = int((ascent + descent) * 1.15)
         block_h = line_h * len(lines)
         widest = max((font.getlength(line) for line in lines), default=0)
@@ -360,10 +356,16 @@ def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: 
         x = (width - font.getlength(line)) / 2
         draw.text((x, top + n * line_h), line, font=font, fill=(*colour, 255), stroke_width=stroke,
                   stroke_fill=(0, 0, 0, 200))
+    return image
+
+
+def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: Path) -> Path:
+    """``text_image`` saved as a PNG at ``dest`` (atomically), for ffmpeg to overlay."""
+    image = text_image(text, style, width, height)
     # Segments of one crossfaded shot render in parallel and share its caption image: write it
     # under a private name and rename it into place, so no reader ever opens a half-written PNG.
     partial = dest.with_name(f".{dest.stem}.{threading.get_ident()}.png")
-    image.save(partial, format="PNG")
+    image.save(partial, format="PNG", compress_level=1)
     os.replace(partial, dest)
     return dest
 
@@ -1081,10 +1083,13 @@ class CutFiles:
 
     report: AssembleReport
     video: Path
-    subtitles: Path
+    subtitles: Path | None
+    """None when the cut has no captions (no empty .srt is written)."""
     timeline: Path
     edl: Path | None
     contact_sheet: Path
+    media: Path | None = None
+    """``<cut>_media/``: the files the OTIO and EDL link (clips, card stills, the bed)."""
 
 
 def write_cut(
@@ -1096,7 +1101,8 @@ def write_cut(
     costs: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> CutFiles:
-    """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO (+EDL) and contact sheet.
+    """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO + EDL (with their
+    media in ``<name>_media/``) and contact sheet.
 
     Why one function: a project's ``assemble`` and each campaign variant make the same set of
     files, and editors and reviewers rely on finding all of them beside every cut.
@@ -1105,11 +1111,18 @@ def write_cut(
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"
-    report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
-    subtitles = folder / f"{cut.name}.srt"
-    sidefiles.write_srt(cut, subtitles)
-    otio_file = folder / f"{cut.name}.otio"
-    edl = sidefiles.write_otio(cut, otio_file, task_ids=task_ids or {}, costs=costs or {})
-    sheet = folder / f"{cut.name}.contact.png"
-    sidefiles.write_contact_sheet(cut, sheet)
-    return CutFiles(report=report, video=video, subtitles=subtitles, timeline=otio_file, edl=edl, contact_sheet=sheet)
+    # The contact sheet (decoding a frame of every clip) is drawn while the video assembles, which
+    # mostly waits on ffmpeg and the disk; every side file is written only once the video is.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet") as sheet_worker:
+        drawing = sheet_worker.submit(sidefiles.contact_sheet_image, cut)
+        try:
+            report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
+        except BaseException:
+            drawing.cancel()
+            raise
+        subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
+        handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
+        sheet = folder / f"{cut.name}.contact.png"
+        drawing.result().save(sheet, format="PNG")
+    return CutFiles(report=report, video=video, subtitles=subtitles, timeline=handoff.otio, edl=handoff.edl,
+                    contact_sheet=sheet, media=handoff.media)
