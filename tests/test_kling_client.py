@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 
-from storyboard.errors import AccountError, Ambiguous, ExternalIdInUse, ProviderError, Rejected
+from storyboard.errors import AccountError, Ambiguous, ExternalIdInUse, Rejected
 from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.render.providers.base import Job
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider, resolve_body, task_state

@@ -472,13 +472,13 @@ class _Run:
                                  f"an earlier render's task {found.task_id} had failed: {found.message or 'no reason given'}",
                                  money_spent=units > 0, units=units or None)
 
-    def _announce_adopted(self, request: Request, task_id: str) -> None:
+    def _announce_adopted(self, request: Request, task_id: str, how: str) -> None:
         self.result.adopted.append(request.id)
-        self.emit(request, "adopted", f"adopted (already paid): task {task_id} was found on the account under "
-                                      "this request's external id; it is downloaded, not paid again")
+        self.emit(request, "adopted", f"adopted (already paid): task {task_id}, {how}; it is downloaded, "
+                                      "not paid again")
 
     async def _follow_adopted(self, request: Request, job: Job, found: TaskState) -> Path:
-        self._announce_adopted(request, found.task_id)
+        self._announce_adopted(request, found.task_id, "found on the account under this request's external id")
         state = await self._follow(request, job, found.task_id, reserved=None, known=found)
         return await self._download(request, job, state)
 
@@ -511,7 +511,8 @@ class _Run:
                     return await self._follow(request, job, created.task_id, reserved=units, known=created)
                 await self.budget.settle(units, 0.0)  # nothing new was spent on it
                 if created.status != "failed":
-                    self._announce_adopted(request, created.task_id)
+                    self._announce_adopted(request, created.task_id, "which Kling answered the create with "
+                                           "(its external id was used by an earlier render)")
                     return await self._follow(request, job, created.task_id, reserved=None, known=created)
                 self._record_earlier_failure(request, created)
                 claim = True  # that id is spent on a failed task: the next attempt's id

@@ -266,8 +266,9 @@ class Journal:
 
         It starts at ``submitted`` (the task is followed like our own) with ``adopted`` set, at the
         attempt whose id it carries, so a later retry moves on to the next id. It may replace only a
-        note of a reused clip that has vanished (no task id); raises ``AlreadyClaimed`` when another
-        row is there.
+        failed row (an earlier attempt found failed; its charge moves to ``prior_units``) or the note
+        of a reused clip that has vanished (no task id); raises ``AlreadyClaimed`` when another row
+        is there.
         """
         now = self._clock()
         cursor = self._db.execute(
@@ -276,9 +277,10 @@ class Journal:
             " VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, NULL, NULL, NULL, 1, 1, ?, ?, ?)"
             " ON CONFLICT (provider, key) DO UPDATE SET request_id=excluded.request_id, state='submitted',"
             " attempt=excluded.attempt, external_task_id=excluded.external_task_id, task_id=excluded.task_id,"
-            " planned_units=excluded.planned_units, units=NULL, clip_path=NULL, error=NULL, money_spent=1,"
-            " adopted=1, run_id=excluded.run_id, claimed_at=excluded.claimed_at, updated_at=excluded.updated_at"
-            " WHERE requests.state='downloaded' AND requests.task_id IS NULL",
+            " planned_units=excluded.planned_units, prior_units=requests.prior_units+COALESCE(requests.units, 0),"
+            " units=NULL, clip_path=NULL, error=NULL, money_spent=1, adopted=1, reported_duration=NULL,"
+            " run_id=excluded.run_id, claimed_at=excluded.claimed_at, updated_at=excluded.updated_at"
+            " WHERE requests.state='failed' OR (requests.state='downloaded' AND requests.task_id IS NULL)",
             (provider, key, request_id, attempt, external_task_id, task_id, planned_units, run_id, now, now),
         )
         if cursor.rowcount != 1:
