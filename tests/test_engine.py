@@ -8,6 +8,7 @@ charged.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -525,3 +526,34 @@ def test_check_clip_tolerances_and_broken_files(tmp_path):
                     str(audio_only)], check=True)
     problem = engine.check_clip(audio_only, request)
     assert problem.broken and "no video stream" in problem.text
+
+
+class NamelessRefusals(httpx.AsyncBaseTransport):
+    """The fake, but a 1201 for a used external id does not say which task holds it."""
+
+    def __init__(self, fake: FakeKling) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code == 400:
+            body = json.loads(await response.aread())
+            body["message"] = body["message"].split(" by task ")[0]
+            return httpx.Response(400, json=body)
+        return response
+
+
+def test_a_used_external_id_whose_task_cannot_be_found_is_never_paid_again(tmp_path):
+    import shutil
+
+    fake = FakeKling()
+    plan = make_plan([t2v(0)])
+    assert render(plan, tmp_path, fake).ok
+    shutil.rmtree(tmp_path / ".storyboard")
+    fake.lookup_conventions = frozenset()  # this account answers no lookup by external id
+    for _ in range(2):
+        result = render(plan, tmp_path, fake, transport=NamelessRefusals(fake))
+        assert not result.ok and "already used" in result.failed[0][1] and "nothing was sent again" in result.failed[0][1]
+    assert dict(fake.creates) == {plan.requests[0].external_task_id: 1}, "no -2 attempt, ever"
+    with Journal.open(tmp_path) as journal:
+        assert journal.get("kling", plan.requests[0].key).state == "unknown"
