@@ -24,6 +24,7 @@ from storyboard.assemble.timeline import (
 )
 from storyboard.errors import InternalError, StoryboardInvalid, UserError
 from storyboard.load.spec import Storyboard
+from storyboard.media import ffmpeg_exe
 from storyboard.plan import Plan, Request, ShotSlice
 from tests.fakes.videos import result_video_path
 
