@@ -22,6 +22,8 @@ by the functions below or by PEP 562 ``__getattr__`` for the re-exported types.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,3 +210,24 @@ def run_campaign(path: str | Path, *, variants: Sequence[str] | None = None, **o
     """``run`` for a campaign: render once per distinct request, cut every variant, write the review page."""
     return run(load_campaign(path, variants=variants), **options)
 
+
+_VERBS = frozenset({"load", "check", "plan", "render", "assemble", "run"})
+
+
+class _Package(types.ModuleType):
+    """The package module, keeping its verbs when a stage subpackage of the same name is imported.
+
+    Why: the API's verbs share their names with the stage subpackages (``load/``, ``plan/``,
+    ``render/``, ``assemble/``), and the import system sets a package attribute for every
+    submodule it imports, which would replace ``storyboard.plan`` the function with the module.
+    The subpackages stay reachable the usual way, ``from storyboard.plan import planner``
+    (through ``sys.modules``); ``import storyboard.plan as name`` would give the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _VERBS and isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
