@@ -1067,7 +1067,7 @@ def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
 def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provider_name: str) -> Path:
     """Write the review page beside the cuts it shows: ``out/index.html`` (paid) or
     ``out/preview/index.html`` (free); cuts that exist from earlier runs are shown too."""
-    from storyboard.assemble.review import review_from_campaign, write_review_page
+    from storyboard.assemble.review import PAGE_NAME, render_review_page, review_from_campaign, write_review_page
     from storyboard.render import engine
 
     free = engine.is_free(provider_name)
@@ -1080,6 +1080,12 @@ def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provi
     # A free provider charges nothing: show $0.00 rather than "unknown".
     charges = {} if free else charged_units(cplan, provider_name)
     page = review_from_campaign(cplan, merged, folder, provider=provider_name, charged_units=charges)
+    existing = folder / PAGE_NAME
+    try:
+        if existing.read_text(encoding="utf-8") == render_review_page(page):
+            return existing  # an unchanged rerun rewrites nothing, the page included
+    except OSError:
+        pass
     return write_review_page(page, folder)
 
 

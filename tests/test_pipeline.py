@@ -209,6 +209,10 @@ def test_a_campaign_preview_goes_to_out_preview_and_leaves_paid_cuts_alone(tmp_p
     assert paid.read_bytes() == b"a paid cut"
     assert probe(folder / "out" / "preview" / "latte-de-9x16" / "9x16.mp4").frames == 6 * 24
     assert (folder / "out" / "preview" / "index.html").is_file()
+    written = stamps(folder / "out")
+    again = invoke("campaign", "run", str(folder), "--variant", "latte-de-9x16")
+    assert again.exit_code == 0, again.output
+    assert "(unchanged)" in again.output and stamps(folder / "out") == written, "the review page included"
 
 
 # ---- 5. incremental outputs ------------------------------------------------------------------------

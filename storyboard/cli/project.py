@@ -12,17 +12,10 @@ from rich.table import Table
 from storyboard import pipeline
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem
-from storyboard.load import loader
 from storyboard.load.spec import json_schema
 from storyboard.plan import Plan, planner
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
-
-
-def load_and_check(path: Path) -> tuple[loader.LoadedStoryboard, list[Problem]]:
-    """Every check ``run`` applies, before anything is spent (``pipeline.check``); the advisories."""
-    loaded, _plan, problems = pipeline.check(path)
-    return loaded, problems
 
 
 def print_advisories(problems: list[Problem]) -> None:
@@ -39,7 +32,7 @@ def validate(path: Path = PathArgument) -> None:
     Exit 0 when valid (advisories may be printed), 1 when not, with every problem as
     file:line:col: path: message.
     """
-    loaded, problems = load_and_check(path)
+    loaded, _plan, problems = pipeline.check(path)
     print_advisories(problems)
     storyboard = loaded.storyboard
     console.print(

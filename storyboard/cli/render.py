@@ -178,6 +178,8 @@ class Reporter:
     def _finished(self, event: pipeline.RenderFinished) -> None:
         self.stop_live()
         result = event.result
+        if not (result.done or result.reused or result.failed or result.skipped or event.left_out):
+            return  # nothing was asked of the provider (every spot is cut from paid clips)
         cost = "free" if event.free else money(result.units_spent)
         console.print(f"{len(result.done)} rendered, {len(result.reused)} reused, {len(result.failed)} failed, "
                       f"{len(result.skipped)} skipped; spent {cost}"
