@@ -43,6 +43,7 @@ from storyboard.media import MediaError
 from storyboard.workspace import Workspace
 
 if TYPE_CHECKING:
+    from storyboard.assemble.review import ReviewPage
     from storyboard.assemble.timeline import LoadedLike, Timeline
     from storyboard.campaign import CampaignPlan, LoadedCampaign
     from storyboard.load.loader import LoadedStoryboard
@@ -1071,7 +1072,7 @@ def charged_units(cplan: CampaignPlan, provider_name: str) -> dict[str, float]:
 def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provider_name: str) -> Path:
     """Write the review page beside the cuts it shows: ``out/index.html`` (paid) or
     ``out/preview/index.html`` (free); cuts that exist from earlier runs are shown too."""
-    from storyboard.assemble.review import PAGE_NAME, render_review_page, review_from_campaign, write_review_page
+    from storyboard.assemble.review import PAGE_NAME, render_review_page, write_review_page
     from storyboard.render import engine
 
     free = engine.is_free(provider_name)
@@ -1142,3 +1143,80 @@ def out_dir(campaign: LoadedCampaign) -> Path:
 def run_sync(coroutine: Any) -> Any:
     """Run a pipeline coroutine from synchronous code (the CLI and the public API)."""
     return asyncio.run(coroutine)
+
+
+def review_from_campaign(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], out_dir: Path,
+                         provider: str = "", charged_units: dict[str, float] | None = None) -> ReviewPage:
+    """The review page's data for a campaign run: every planned variant, with its cuts when they exist.
+
+    It lives here, not in ``assemble.review``, because it reads the pipeline's outcomes: the page
+    module only knows its own data types, so it never imports a higher stage.
+    ``charged_units`` maps request keys to the units the provider charged (from the journal); a
+    variant's charge is what its own (not shared) requests cost, so the charges add up to the bill.
+    """
+    from storyboard.assemble.review import ReviewCut, ReviewPage, ReviewShot, ReviewVariant, relative_link
+    from storyboard.plan import UNIT_PRICE_USD
+
+    out_dir = Path(out_dir)
+    campaign = cplan.campaign.campaign
+    variables = {
+        variable: [(name, value.label or (str(value.value) if value.value is not None else name)) for name, value in values.items()]
+        for variable, values in campaign.matrix.items()
+    }
+    variants = []
+    total_charged = None
+    for item in cplan.variants:
+        vid = item.variant.id
+        outcome = outcomes.get(vid)
+        cost = cplan.cost(vid) if item.ok else {"usd_before": 0.0, "usd_after": 0.0}
+        charged = None
+        if charged_units is not None and item.ok:
+            owned = [u.request.key for u in cplan.uses[vid] if not u.shared]
+            charged = round(sum(charged_units.get(k, 0.0) for k in owned) * UNIT_PRICE_USD, 4)
+            total_charged = (total_charged or 0.0) + charged
+        cuts = []
+        if outcome is not None:
+            for cut in outcome.cuts:
+                cuts.append(
+                    ReviewCut(
+                        name=cut.name,
+                        video=relative_link(cut.video, out_dir),
+                        duration=cut.duration,
+                        aspect_ratio=cut.aspect_ratio,
+                        width=cut.width,
+                        height=cut.height,
+                        contact_sheet=relative_link(cut.contact_sheet, out_dir) if cut.contact_sheet else None,
+                        subtitles=None,
+                    )
+                )
+        shots = []
+        if item.ok:
+            for use in cplan.uses[vid]:
+                for piece in use.request.shots:
+                    shots.append(ReviewShot(piece.shot_id, piece.prompt, piece.caption, use.request.id, use.note()))
+        status = outcome.status if outcome is not None else ("planned" if item.ok else "invalid")
+        reason = outcome.reason if outcome is not None else item.failure
+        variants.append(
+            ReviewVariant(
+                id=vid,
+                label=item.variant.label,
+                assignment=dict(item.variant.assignment),
+                status=status,
+                reason=reason,
+                usd_estimated=cost["usd_after"],
+                usd_alone=cost["usd_before"],
+                usd_charged=charged,
+                cuts=tuple(cuts),
+                shots=tuple(shots),
+            )
+        )
+    totals = cplan.cost()
+    return ReviewPage(
+        title=campaign.name,
+        variables=variables,
+        variants=tuple(variants),
+        usd_before=totals["usd_before"],
+        usd_after=totals["usd_after"],
+        usd_charged=None if total_charged is None else round(total_charged, 4),
+        provider=provider,
+    )

@@ -7,7 +7,7 @@ HTML itself, so the page reads even with scripts off; the script only filters ca
 campaign's variables (one select per matrix variable, plus status).
 
 The data model below is plain and typed so the page can be written from a campaign run (see
-``review_from_campaign``) or from anything else that has cuts to show.
+``pipeline.review_from_campaign``) or from anything else that has cuts to show.
 """
 
 from __future__ import annotations
@@ -16,16 +16,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup
-
-from storyboard.plan import UNIT_PRICE_USD
-
-if TYPE_CHECKING:
-    from storyboard.campaign import CampaignPlan
-    from storyboard.pipeline import VariantOutcome
 
 PAGE_NAME = "index.html"
 
@@ -261,79 +254,7 @@ def write_review_page(page: ReviewPage, dest: Path) -> Path:
     return dest
 
 
-def review_from_campaign(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], out_dir: Path,
-                         provider: str = "", charged_units: dict[str, float] | None = None) -> ReviewPage:
-    """The page data of a campaign run: every planned variant, with its cuts when they exist.
-
-    ``charged_units`` maps request keys to the units the provider charged (from the journal); a
-    variant's charge is what its own (not shared) requests cost, so the charges add up to the bill.
-    """
-    out_dir = Path(out_dir)
-    campaign = cplan.campaign.campaign
-    variables = {
-        variable: [(name, value.label or (str(value.value) if value.value is not None else name)) for name, value in values.items()]
-        for variable, values in campaign.matrix.items()
-    }
-    variants = []
-    total_charged = None
-    for item in cplan.variants:
-        vid = item.variant.id
-        outcome = outcomes.get(vid)
-        cost = cplan.cost(vid) if item.ok else {"usd_before": 0.0, "usd_after": 0.0}
-        charged = None
-        if charged_units is not None and item.ok:
-            owned = [u.request.key for u in cplan.uses[vid] if not u.shared]
-            charged = round(sum(charged_units.get(k, 0.0) for k in owned) * UNIT_PRICE_USD, 4)
-            total_charged = (total_charged or 0.0) + charged
-        cuts = []
-        if outcome is not None:
-            for cut in outcome.cuts:
-                cuts.append(
-                    ReviewCut(
-                        name=cut.name,
-                        video=_relative(cut.video, out_dir),
-                        duration=cut.duration,
-                        aspect_ratio=cut.aspect_ratio,
-                        width=cut.width,
-                        height=cut.height,
-                        contact_sheet=_relative(cut.contact_sheet, out_dir) if cut.contact_sheet else None,
-                        subtitles=None,
-                    )
-                )
-        shots = []
-        if item.ok:
-            for use in cplan.uses[vid]:
-                for piece in use.request.shots:
-                    shots.append(ReviewShot(piece.shot_id, piece.prompt, piece.caption, use.request.id, use.note()))
-        status = outcome.status if outcome is not None else ("planned" if item.ok else "invalid")
-        reason = outcome.reason if outcome is not None else item.failure
-        variants.append(
-            ReviewVariant(
-                id=vid,
-                label=item.variant.label,
-                assignment=dict(item.variant.assignment),
-                status=status,
-                reason=reason,
-                usd_estimated=cost["usd_after"],
-                usd_alone=cost["usd_before"],
-                usd_charged=charged,
-                cuts=tuple(cuts),
-                shots=tuple(shots),
-            )
-        )
-    totals = cplan.cost()
-    return ReviewPage(
-        title=campaign.name,
-        variables=variables,
-        variants=tuple(variants),
-        usd_before=totals["usd_before"],
-        usd_after=totals["usd_after"],
-        usd_charged=None if total_charged is None else round(total_charged, 4),
-        provider=provider,
-    )
-
-
-def _relative(path: Path | str, base: Path) -> str:
+def relative_link(path: Path | str, base: Path) -> str:
     """A path relative to the page, with forward slashes (URLs), each part percent-safe."""
     from urllib.parse import quote
 
@@ -346,7 +267,7 @@ __all__ = [
     "ReviewPage",
     "ReviewShot",
     "ReviewVariant",
+    "relative_link",
     "render_review_page",
-    "review_from_campaign",
     "write_review_page",
 ]
