@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from storyboard.campaign import CampaignPlan, LoadedCampaign
+from storyboard.load.campaign import LoadedCampaign
+from storyboard.plan.sharing import CampaignPlan
 from storyboard.workspace import Workspace
 
 # --------------------------------------------------------------------------------------------

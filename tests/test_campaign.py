@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
-from storyboard.campaign import load_campaign, plan_campaign, slug, variant_id
 from storyboard.errors import StoryboardInvalid
+from storyboard.load import campaign as campaigns
+from storyboard.load.campaign import load_campaign, slug, variant_id
 from storyboard.media import probe
+from storyboard.plan.sharing import plan_campaign
 from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.conftest import write_image

@@ -24,8 +24,8 @@ from markupsafe import Markup
 from storyboard.plan import UNIT_PRICE_USD
 
 if TYPE_CHECKING:
-    from storyboard.campaign import CampaignPlan
     from storyboard.pipeline import VariantOutcome
+    from storyboard.plan.sharing import CampaignPlan
 
 PAGE_NAME = "index.html"
 

@@ -16,11 +16,12 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import Problem
+from storyboard.load.campaign import load_campaign, merge_variant_problems
 from storyboard.plan import UNIT_PRICE_USD
+from storyboard.plan import sharing as campaigns
 from storyboard.render import engine
 
 campaign_app = typer.Typer(
@@ -35,12 +36,12 @@ VariantOption = typer.Option(None, "--variant", "-v", help="Only this variant id
 
 
 def _plan(path: Path, only: list[str] | None) -> campaigns.CampaignPlan:
-    loaded = campaigns.load_campaign(path)
+    loaded = load_campaign(path)
     return campaigns.plan_campaign(loaded, only=only or None)
 
 
 def _print_problems(problems: list[Problem]) -> None:
-    for problem in campaigns.merge_variant_problems(problems):
+    for problem in merge_variant_problems(problems):
         style = "red" if problem.severity == "error" else "yellow"
         err_console.print(str(problem), style=style, markup=False)
 
