@@ -285,7 +285,7 @@ def load_campaign_text(text: str, file: Path | str) -> LoadedCampaign:
     try:
         campaign = Campaign.model_validate(source.data)
     except ValidationError as error:
-        raise StoryboardInvalid([_pydantic_problem(source, item) for item in error.errors()]) from None
+        raise StoryboardInvalid([_pydantic_problem(source, dict(item)) for item in error.errors()]) from None
 
     storyboard_file = (file.parent / campaign.storyboard).absolute()
     base = _read_base(storyboard_file, source)
@@ -581,6 +581,7 @@ def _merge(
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
+    assert isinstance(overlay.root, yaml.MappingNode), "the base storyboard is a mapping (checked when it is read)"
     vars_node = _writable_mapping(overlay, overlay.root, "vars", source.root.start_mark if source.root else None)
 
     def apply(entries_path: Path_, under_vars: bool = False) -> None:
@@ -644,7 +645,7 @@ def _apply_aspect(overlay: _Overlay, ratio: str, mark: Any) -> None:
     their positions in the base file; when none exists the first output is re-aimed at the ratio.
     """
     root = overlay.root
-    assert isinstance(root, yaml.MappingNode)
+    assert isinstance(root, yaml.MappingNode), "the base storyboard is a mapping (checked when it is read)"
     defaults = _writable_mapping(overlay, root, "defaults", mark)
     _put(overlay, defaults, "aspect_ratio", _scalar_node(ratio, mark), mark)
     index = _key_index(root, "outputs")

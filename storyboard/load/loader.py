@@ -283,7 +283,7 @@ def load_document(document: YamlDocument, file: Path, project_dir: Path) -> Load
     try:
         storyboard = Storyboard.model_validate(document.data)
     except ValidationError as error:
-        problems.extend(_translate(document, item) for item in error.errors())
+        problems.extend(_translate(document, dict(item)) for item in error.errors())
 
     files = _FileChecks(project_dir)
     parts = _Parts.of(storyboard, document.data)
@@ -469,11 +469,11 @@ class YamlDocument:
                 loader.dispose()
 
     @classmethod
-    def _construct(cls, file: str, root: yaml.Node | None, constructor: Any) -> YamlDocument:
+    def _construct(cls, file: str, root: yaml.Node | None, constructor: Any, check: bool = True) -> YamlDocument:
         """Check the composed graph (duplicate keys, lone surrogates), then build the values."""
         if root is None:
             return cls(file, None, None, [])
-        problems = _duplicate_keys(root, file)
+        problems = _duplicate_keys(root, file) if check else []
         try:
             data = constructor.construct_document(root)
         except _TAGGED_SCALAR_FAILURES:
@@ -490,9 +490,12 @@ class YamlDocument:
     def overlay(cls, file: str, root: yaml.Node, problems: list[Problem]) -> YamlDocument:
         """A document from a node graph assembled from other documents' nodes (a campaign variant).
 
-        The values are constructed afresh from the graph; the positions are the nodes' own.
+        The values are constructed afresh from the graph; the positions are the nodes' own. The
+        graph is not checked again: its parts were checked when their files were parsed (and
+        construction has since flattened their merge keys, which a second check would misread as
+        duplicates); ``problems`` carries what those checks found.
         """
-        document = cls._construct(file, root, yaml.constructor.SafeConstructor())
+        document = cls._construct(file, root, yaml.constructor.SafeConstructor(), check=False)
         document.problems = [*problems, *document.problems]
         return document
 
@@ -543,6 +546,7 @@ class YamlDocument:
         past an absent part, so a shorthand (``groups: [[a, b]]`` validated as ``{shots: [a, b]}``)
         still lands on the list item.
         """
+        assert self.root is not None, "walk needs a parsed document"
         node: yaml.Node = self.root
         key_node: yaml.Node | None = None
         kept: list[Part] = []
@@ -893,9 +897,9 @@ class _Parts:
                 bed=cut.audio.bed,
                 outputs=list(enumerate(storyboard.outputs)),
             )
-        raw_references = data.get("references") if isinstance(data.get("references"), dict) else {}
-        raw_cut = data.get("cut") if isinstance(data.get("cut"), dict) else {}
-        raw_audio = raw_cut.get("audio") if isinstance(raw_cut.get("audio"), dict) else {}
+        raw_references: dict = data["references"] if isinstance(data.get("references"), dict) else {}
+        raw_cut: dict = data["cut"] if isinstance(data.get("cut"), dict) else {}
+        raw_audio: dict = raw_cut["audio"] if isinstance(raw_cut.get("audio"), dict) else {}
         references = {k: r for k, v in raw_references.items() if isinstance(k, str) and (r := _valid(Reference, v))}
         shots = [(i, _valid(Shot, raw), raw if isinstance(raw, dict) else {}) for i, raw in enumerate(_list(data.get("shots")))]
         cards = [(name, c) for name in ("title", "end_card") if (c := _valid(Card, raw_cut.get(name)))]
@@ -938,21 +942,35 @@ def _is_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.lower().endswith(IMAGE_EXTENSIONS)
 
 
-SUGGESTION_CANDIDATES = 200
+SUGGESTION_CANDIDATES = 50
 """At most this many names are compared for one "did you mean": a board with thousands of ids and
 thousands of unknown ones must stay linear, and a close match of a long list is a guess anyway."""
 
 
-def _suggestion_pool(value: str, known: list[str]) -> list[str]:
-    """The names worth comparing with ``value``: all of a short list, else those of a similar length."""
-    if len(known) <= SUGGESTION_CANDIDATES:
-        return known
-    near = [name for name in known[: SUGGESTION_CANDIDATES * 50] if abs(len(name) - len(value)) <= 2]
-    return near[:SUGGESTION_CANDIDATES]
+class _KnownNames:
+    """The ids a "did you mean" may suggest, indexed by length once so each lookup costs a bounded pool."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._by_length: dict[int, list[str]] | None = None
+
+    def pool(self, value: str) -> list[str]:
+        """All names of a short list; else at most ``SUGGESTION_CANDIDATES`` of a similar length."""
+        if len(self.names) <= SUGGESTION_CANDIDATES:
+            return self.names
+        if self._by_length is None:
+            self._by_length = {}
+            for name in self.names:
+                self._by_length.setdefault(len(name), []).append(name)
+        pool: list[str] = []
+        for length in (len(value), len(value) - 1, len(value) + 1, len(value) - 2, len(value) + 2):
+            pool.extend(self._by_length.get(length, ())[: SUGGESTION_CANDIDATES - len(pool)])
+        return pool
 
 
-def _unknown_id_message(kind: str, plural: str, value: str, known: list[str], where: str) -> str:
-    close = difflib.get_close_matches(value, _suggestion_pool(value, known), n=1, cutoff=SUGGESTION_CUTOFF)
+def _unknown_id_message(kind: str, plural: str, value: str, names: _KnownNames, where: str) -> str:
+    known = names.names
+    close = difflib.get_close_matches(value, names.pool(value), n=1, cutoff=SUGGESTION_CUTOFF)
     if close:
         return f"unknown {kind} '{value}': did you mean '{close[0]}'?"
     if known:
@@ -980,13 +998,14 @@ def _check_ids(document: YamlDocument, parts: _Parts) -> list[Problem]:
 
     known_refs = parts.reference_ids
     known_ref_set = set(known_refs)
+    known_ref_names = _KnownNames(known_refs)
     for index, shot, raw in parts.shots:
         for position, ref in enumerate(_shot_field(shot, raw, "references")):
             if ref not in known_ref_set:
                 problems.append(
                     Problem(
                         document.locate(("shots", index, "references", position)),
-                        _unknown_id_message("reference", "references", ref, known_refs, "references:"),
+                        _unknown_id_message("reference", "references", ref, known_ref_names, "references:"),
                     )
                 )
         for name in ("start_frame", "end_frame"):
@@ -1003,12 +1022,14 @@ def _check_ids(document: YamlDocument, parts: _Parts) -> list[Problem]:
                 problems.append(Problem(location, "'previous' only works as a start_frame: use an image path or a reference id"))
             else:
                 problems.append(
-                    Problem(location, _unknown_id_message("reference", "references", value, known_refs, "references:"))
+                    Problem(location, _unknown_id_message("reference", "references", value, known_ref_names, "references:"))
                 )
+
+    shot_names = _KnownNames(shot_ids)
 
     def check_shot(value: str, path: tuple[Part, ...]) -> None:
         if value not in first_line:
-            problems.append(Problem(document.locate(path), _unknown_id_message("shot", "shots", value, shot_ids, "shots:")))
+            problems.append(Problem(document.locate(path), _unknown_id_message("shot", "shots", value, shot_names, "shots:")))
 
     for index, group in parts.groups:
         for position, value in enumerate(group.shots):

@@ -234,7 +234,7 @@ def plan_campaign(campaign: LoadedCampaign, only: list[str] | None = None) -> Ca
         vid = item.variant.id
         ratio = item.variant.aspect_ratio
         outputs = item.loaded.storyboard.outputs if item.loaded else []
-        wanted = {o.aspect_ratio for o in outputs} or {ratio}
+        wanted: set[str] = {str(o.aspect_ratio) for o in outputs} or {ratio}
         mine = []
         for request in item.plan.requests:
             owner = owners.setdefault(request.key, vid)
