@@ -43,7 +43,7 @@ def finishes(call: Any, seconds: float = 10.0) -> Any:
     def target() -> None:
         try:
             outcome["value"] = call()
-        except BaseException as error:  # noqa: BLE001 - handed back to the test below
+        except BaseException as error:
             outcome["error"] = error
 
     worker = threading.Thread(target=target, daemon=True)
