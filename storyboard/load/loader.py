@@ -629,6 +629,8 @@ def _scalar_key(node: yaml.Node) -> Any:
     """The value PyYAML constructs for a key node (so ``1`` matches the int key 1 pydantic reports)."""
     if not isinstance(node, yaml.ScalarNode):
         return object()
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value  # the common case, without building a constructor per key
     try:
         return yaml.constructor.SafeConstructor().construct_object(node)
     except (*_TAGGED_SCALAR_FAILURES, yaml.YAMLError):
