@@ -338,12 +338,12 @@ def _read_base(storyboard_file: Path, source: YamlDocument) -> YamlDocument:
     shown = _display(storyboard_file)
     where = _value_location(source, ("storyboard",))
     try:
-        text = loader.read_source(storyboard_file, loader._shown_path(shown), "storyboard")
+        text = loader.read_source(storyboard_file, loader.shown_path(shown), "storyboard")
     except StoryboardInvalid:
         raise
     except UserError as error:
         if error.message.startswith("no such"):
-            message = f"the base storyboard {loader._shown_path(shown)} does not exist: fix the path (relative to the campaign file)"
+            message = f"the base storyboard {loader.shown_path(shown)} does not exist: fix the path (relative to the campaign file)"
         else:
             message = f"the base storyboard cannot be read: {error.message}: fix the path (relative to the campaign file)"
         raise StoryboardInvalid([Problem(where, message)]) from None
@@ -494,31 +494,31 @@ class _Overlay:
         self._owned: list[yaml.Node] = []
         """Containers this variant made (kept alive, so their ids stay theirs)."""
         self._owned_ids: set[int] = set()
-        self.root = self._copy(base_root)
+        self.root = self.copy_of(base_root)
 
-    def _copy(self, node: Container) -> Container:
+    def copy_of(self, node: Container) -> Container:
         copied: Container
         if isinstance(node, yaml.MappingNode):
             copied = yaml.MappingNode(node.tag, list(node.value), node.start_mark, node.end_mark, node.flow_style)
         else:
             copied = yaml.SequenceNode(node.tag, list(node.value), node.start_mark, node.end_mark, node.flow_style)
-        self._own(copied)
+        self.own(copied)
         return copied
 
-    def _own(self, node: Container) -> None:
+    def own(self, node: Container) -> None:
         self._owned.append(node)
         self._owned_ids.add(id(node))
 
     def new_mapping(self, mark: Any) -> yaml.MappingNode:
         node = yaml.MappingNode("tag:yaml.org,2002:map", [], mark, mark)
-        self._own(node)
+        self.own(node)
         return node
 
     def writable(self, parent: Container, at: int, node: Container) -> Container:
         """``node`` (the child of ``parent`` at position ``at``) as this variant's own copy."""
         if id(node) in self._owned_ids:
             return node
-        copied = self._copy(node)
+        copied = self.copy_of(node)
         if isinstance(parent, yaml.MappingNode):
             parent.value[at] = (parent.value[at][0], copied)
         else:
@@ -532,7 +532,7 @@ def _pairs(mapping: yaml.MappingNode) -> Iterator[tuple[str, yaml.Node, yaml.Nod
     for key_node, value_node in mapping.value:
         if not isinstance(key_node, yaml.ScalarNode):
             continue
-        key = str(loader._scalar_key(key_node))
+        key = str(loader.scalar_key(key_node))
         entries[key] = (key_node, value_node)
     for key, (key_node, value_node) in entries.items():
         yield key, key_node, value_node
@@ -543,7 +543,7 @@ def _key_index(mapping: yaml.MappingNode, key: str) -> int | None:
     found = None
     for index, (key_node, _) in enumerate(mapping.value):
         if isinstance(key_node, yaml.ScalarNode):
-            value = loader._scalar_key(key_node)
+            value = loader.scalar_key(key_node)
             if isinstance(value, str) and value == key:
                 found = index
     return found
@@ -663,14 +663,14 @@ def _apply_aspect(overlay: _Overlay, ratio: str, mark: Any) -> None:
     same = [item for item in outputs.value if ratio_of(item) == ratio]
     if not same:
         first = outputs.value[0]
-        aimed = overlay._copy(first) if isinstance(first, yaml.MappingNode) else overlay.new_mapping(mark)
+        aimed = overlay.copy_of(first) if isinstance(first, yaml.MappingNode) else overlay.new_mapping(mark)
         assert isinstance(aimed, yaml.MappingNode)
         _put(overlay, aimed, "name", _scalar_node(slug(ratio), mark), mark)
         _put(overlay, aimed, "aspect_ratio", _scalar_node(ratio, mark), mark)
         same = [aimed]
     if len(same) != len(outputs.value) or any(a is not b for a, b in zip(same, outputs.value, strict=False)):
         kept = yaml.SequenceNode("tag:yaml.org,2002:seq", same, mark, mark)
-        overlay._own(kept)
+        overlay.own(kept)
         root.value[index] = (root.value[index][0], kept)
 
 
@@ -755,7 +755,7 @@ def _item_name(item: yaml.Node) -> str | None:
     for key in ("id", "name"):
         at = _key_index(item, key)
         if at is not None and isinstance(item.value[at][1], yaml.ScalarNode):
-            return str(loader._scalar_key(item.value[at][1]))
+            return str(loader.scalar_key(item.value[at][1]))
     return None
 
 

@@ -203,10 +203,10 @@ class LoadedStoryboard:
         digest = self._digests.get(absolute)
         if digest is None:
             try:
-                content = read_regular_file(Path(absolute), _shown_path(relative), MAX_IMAGE_BYTES, "image")
+                content = read_regular_file(Path(absolute), shown_path(relative), MAX_IMAGE_BYTES, "image")
             except UserError as error:
                 raise UserError(
-                    f"cannot read image {_shown_path(relative)}: {error.message}",
+                    f"cannot read image {shown_path(relative)}: {error.message}",
                     "check that the file still exists, is an ordinary file and is readable, then run again",
                 ) from None
             digest = hashlib.sha256(content).hexdigest()
@@ -221,7 +221,7 @@ def find_file(path: Path | str, names: tuple[str, ...], what: str) -> Path:
     is a ``UserError`` that says which path and why.
     """
     candidate = Path(path).expanduser()
-    shown = _shown_path(str(candidate))
+    shown = shown_path(str(candidate))
     kind = _kind_of(candidate, shown)
     if kind == "folder":
         for name in names:
@@ -625,7 +625,7 @@ def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
     return Problem(Location(file, line, col), f"{kind}: {problem}: {hint}")
 
 
-def _scalar_key(node: yaml.Node) -> Any:
+def scalar_key(node: yaml.Node) -> Any:
     """The value PyYAML constructs for a key node (so ``1`` matches the int key 1 pydantic reports)."""
     if not isinstance(node, yaml.ScalarNode):
         return object()
@@ -641,7 +641,7 @@ def _find_key(mapping: yaml.MappingNode, part: Part) -> tuple[yaml.Node, yaml.No
     """The (key, value) nodes of ``part`` in a mapping; the last one wins, as in PyYAML."""
     found = None
     for key_node, value_node in mapping.value:
-        key = _scalar_key(key_node)
+        key = scalar_key(key_node)
         if isinstance(key, str) == isinstance(part, str) and key == part:
             found = (key_node, value_node)
     return found
@@ -684,7 +684,7 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     children.append((value_node, path))
                     continue
-                key = _scalar_key(key_node)
+                key = scalar_key(key_node)
                 shown = key if isinstance(key, str) else (str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?")
                 child_path = (*path, shown)
                 children.append((key_node, child_path))
@@ -700,7 +700,7 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
                     problems.append(
                         Problem(
                             _node_location(key_node, file, child_path),
-                            f"duplicate key '{_shown_path(key_node.value)}' (first set on line {first_line[marker]}): "
+                            f"duplicate key '{shown_path(key_node.value)}' (first set on line {first_line[marker]}): "
                             "YAML keeps only the last one; remove or rename one of them",
                         )
                     )
@@ -1084,7 +1084,7 @@ class _FileChecks:
 
     def _read(self, path: Path, relative: str) -> _ImageFacts:
         missing = self.missing(relative)
-        relative = _shown_path(relative)
+        relative = shown_path(relative)
         if missing:
             return _ImageFacts(error=missing)
         try:
@@ -1106,7 +1106,7 @@ class _FileChecks:
     def missing(self, relative: str) -> str | None:
         """Why a named file cannot be used at all (absent, a folder), or None."""
         path = self.project_dir / relative
-        relative, shown = _shown_path(relative), _shown_path(str(path))
+        relative, shown = shown_path(relative), shown_path(str(path))
         try:
             mode = os.stat(path).st_mode
         except (FileNotFoundError, NotADirectoryError):
@@ -1122,7 +1122,7 @@ class _FileChecks:
 
 def _image_problems(facts: _ImageFacts, relative: str, location: Location, for_kling: bool) -> list[Problem]:
     """Errors and advisories of one image; ``for_kling`` adds Kling's rules (kling-api.md 2)."""
-    relative = _shown_path(relative)
+    relative = shown_path(relative)
     if facts.error:
         return [Problem(location, facts.error)]
     if facts.format is None:
@@ -1245,7 +1245,7 @@ def _shown(value: Any) -> str:
     return type(value).__name__
 
 
-def _shown_path(path: str) -> str:
+def shown_path(path: str) -> str:
     """A path as a message shows it: control characters escaped, very long ones shortened."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
     return text if len(text) <= 200 else text[:100] + "..." + text[-97:]
