@@ -77,6 +77,11 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 """libyaml's loader when PyYAML was built with it (the wheels are): same nodes, same marks."""
 
 
+_PURE_ONLY = re.compile("[\ufeff\x85\u2028\u2029]")
+"""Characters libyaml reads differently from PyYAML (a BOM inside the text, the Unicode line breaks
+it may count apart): a text holding one is parsed by PyYAML alone, so its positions never differ."""
+
+
 class _NamedText(io.StringIO):
     """Text with a ``name``: libyaml's parser takes a stream's name for every mark it makes."""
 
@@ -436,7 +441,7 @@ class YamlDocument:
         """
         if len(text) > MAX_SOURCE_BYTES:
             return cls(file, None, None, [_too_large_problem(file, len(text.encode("utf-8", "surrogatepass")))])
-        if _FAST_LOADER is not None:
+        if _FAST_LOADER is not None and not _PURE_ONLY.search(text, 1):
             try:
                 fast = _FAST_LOADER(_NamedText(text, file))
                 try:
