@@ -1,7 +1,7 @@
 """Hostile and broken input to the loader and the campaign loader (issue 16): located messages, at once.
 
 Each case here crashed, hung or read without end before: odd duplicate-key shapes (a
-``TypeError``), a lone surrogate escape, control characters in campaign.yaml (a ``ReaderError``
+``TypeError``), control characters in campaign.yaml (a ``ReaderError``
 traceback), a 300-character ``storyboard:`` name (``OSError: File name too long``), FIFOs and
 ``/dev/zero`` named as images (a hang, a ``MemoryError``), and files far larger than any storyboard.
 Everything runs on real files in a temporary folder; nothing is mocked.
@@ -88,12 +88,6 @@ def test_duplicates_beside_merge_keys_are_reported_once_each(tmp_path):
     assert problems(text, tmp_path) == [
         "5:3: duplicate key 'b' (first set on line 4): YAML keeps only the last one; remove or rename one of them"
     ]
-
-
-def test_a_lone_surrogate_escape_is_a_located_problem(tmp_path):
-    text = 'name: demo\nshots:\n  - id: a\n    duration: 5\n    prompt: "a cup \\ud83d of coffee"\n'
-    lines = problems(text, tmp_path)
-    assert lines[0].startswith("5:13: the text holds half of a UTF-16 pair (\\ud83d)"), lines
 
 
 # ---- control characters, sizes ----------------------------------------------------------------

@@ -377,13 +377,22 @@ def test_mutated_campaign_text_never_crashes(campaign_project, text):
     [
         pytest.param(VALID + "? !!map x\n: 1\n? !!map x\n: 2\n", id="duplicate-keys-tagged-as-map"),
         pytest.param("!!seq a: 1\n!!seq a: 2\n" + VALID, id="duplicate-keys-tagged-as-seq"),
-        pytest.param(VALID.replace('"{{ vars.brand }} at dawn"', '"{{ vars.brand }} \\udc80 at dawn"'), id="lone-surrogate-in-a-prompt"),
         pytest.param(VALID.replace("name: fuzz", "name: fuzz\x1b"), id="control-character"),
     ],
 )
 def test_crashes_fuzzing_found_are_located_errors(project, text):
     with pytest.raises(StoryboardInvalid) as raised:
         load_text(text, project / "storyboard.yaml", project)
+    assert_located(raised.value)
+    load_or_invalid(text, project)
+
+
+def test_a_lone_surrogate_in_a_prompt_is_a_located_plan_error(project):
+    """Was a ``UnicodeEncodeError`` in ``planner.content_key``; the planner now locates it."""
+    text = VALID.replace('"{{ vars.brand }} at dawn"', '"{{ vars.brand }} \\udc80 at dawn"')
+    loaded = load_text(text, project / "storyboard.yaml", project)
+    with pytest.raises(StoryboardInvalid) as raised:
+        planner.plan(loaded)
     assert_located(raised.value)
     load_or_invalid(text, project)
 

@@ -475,7 +475,7 @@ class YamlDocument:
 
     @classmethod
     def _construct(cls, file: str, root: yaml.Node | None, constructor: Any, check: bool = True) -> YamlDocument:
-        """Check the composed graph (duplicate keys, lone surrogates), then build the values."""
+        """Check the composed graph for duplicate keys, then build the values."""
         if root is None:
             return cls(file, None, None, [])
         problems = _duplicate_keys(root, file) if check else []
@@ -653,7 +653,7 @@ def _find_key(mapping: yaml.MappingNode, part: Part) -> tuple[yaml.Node, yaml.No
 
 
 def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
-    """Every key set twice in one mapping, and every lone surrogate: PyYAML accepts both silently.
+    """Every key set twice in one mapping: PyYAML keeps the last silently, we say so.
 
     Runs on the raw node graph, before construction flattens merge keys (``<<: *base``), so a key
     that overrides a merged one is not reported. Iterative, and each node is visited once, so
@@ -670,17 +670,7 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            surrogate = _LONE_SURROGATE.search(node.value) if isinstance(node.value, str) else None
-            if surrogate:
-                problems.append(
-                    Problem(
-                        _node_location(node, file, path),
-                        f"the text holds half of a UTF-16 pair (\\u{ord(surrogate.group()):04x}), which is not a character: "
-                        "write the character itself, or its \\U0001xxxx escape",
-                    )
-                )
-        elif isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode):
             stack.extend(reversed([(child, (*path, index)) for index, child in enumerate(node.value)]))
         elif isinstance(node, yaml.MappingNode):
             first_line: dict[tuple[type, Any], int] = {}
@@ -713,9 +703,6 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
                     first_line[marker] = key_node.start_mark.line + 1
             stack.extend(reversed(children))
     return problems
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _node_location(node: yaml.Node, fallback_file: str, path: tuple[Part, ...] | list[Part] = ()) -> Location:
