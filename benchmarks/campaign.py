@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from storyboard.campaign import load_campaign, plan_campaign  # noqa: E402
 from storyboard.load import loader  # noqa: E402
+from storyboard.load.campaign import load_campaign  # noqa: E402
 from storyboard.pipeline import render_campaign  # noqa: E402
 from storyboard.plan import planner  # noqa: E402
+from storyboard.plan.sharing import plan_campaign  # noqa: E402
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider  # noqa: E402
 from tests.fakes.kling import FakeKling  # noqa: E402
 

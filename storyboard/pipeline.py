@@ -45,9 +45,10 @@ from storyboard.workspace import Workspace
 if TYPE_CHECKING:
     from storyboard.assemble.review import ReviewPage
     from storyboard.assemble.timeline import LoadedLike, Timeline
-    from storyboard.campaign import CampaignPlan, LoadedCampaign
+    from storyboard.load.campaign import LoadedCampaign
     from storyboard.load.loader import LoadedStoryboard
     from storyboard.plan import Plan, Request
+    from storyboard.plan.sharing import CampaignPlan
     from storyboard.render.engine import Decision, RenderEvent, RenderResult
     from storyboard.render.providers.base import Provider
 
@@ -412,15 +413,15 @@ def load_project(path: Path | str) -> tuple[Work, list[Problem]]:
 
 def load_campaign(path: Path | str, only: Sequence[str] | None = None) -> Work:
     """Plan a campaign (every variant, or ``only`` these); invalid variants are spots with a failure."""
-    from storyboard.campaign import load_campaign as read_campaign
-    from storyboard.campaign import plan_campaign
+    from storyboard.load.campaign import load_campaign as read_campaign
+    from storyboard.plan.sharing import plan_campaign
 
     return campaign_work(plan_campaign(read_campaign(path), only=list(only) if only else None))
 
 
 def is_campaign(path: Path | str) -> bool:
     """A campaign file or a folder holding one (and no storyboard.yaml of its own)."""
-    from storyboard.campaign import CAMPAIGN_FILE_NAMES
+    from storyboard.load.campaign import CAMPAIGN_FILE_NAMES
     from storyboard.load.loader import STORYBOARD_FILE_NAMES
 
     candidate = Path(path).expanduser()

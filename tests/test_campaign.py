@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
-from storyboard.campaign import load_campaign, plan_campaign, slug, variant_id
 from storyboard.errors import StoryboardInvalid
+from storyboard.load import campaign as campaigns
+from storyboard.load.campaign import load_campaign, slug, variant_id
 from storyboard.media import probe
+from storyboard.plan.sharing import plan_campaign
 from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from tests.conftest import write_image
@@ -389,3 +390,59 @@ def test_campaign_run_on_the_preview_provider_writes_cuts_and_the_review_page(tm
     assert (folder / "out" / "preview" / "latte-de-9x16" / "9x16.contact.png").is_file()
     html = (folder / "out" / "preview" / "index.html").read_text(encoding="utf-8")
     assert 'src="latte-de-9x16/9x16.mp4"' in html
+
+
+# ---- the overlay: each merged value keeps the position it came from ----------------------------
+
+
+def test_a_nested_set_value_is_located_at_its_own_campaign_line_and_inherited_ones_at_the_base(tmp_path):
+    text = CAMPAIGN.replace(
+        "        shots.close.caption: Guten Morgen",
+        "        shots.close:\n          caption: Guten Morgen\n          duration: 99\n        cut.title.text: Hallo",
+    )
+    base = BASE.replace("    caption: Good morning", "    caption: Good morning\n    mood: 7")
+    cplan = plan_campaign(load_campaign(make_campaign(tmp_path, text, base)))
+    german = cplan.variant_plan("espresso-de-16x9")
+    assert not german.ok
+    by_path = {p.location.path: p for p in german.problems if p.severity == "error"}
+    duration, mood = by_path["shots[1].duration"], by_path["shots[1].mood"]
+    assert duration.location.file.endswith("campaign.yaml") and duration.location.line == line_of(text, "duration: 99")
+    assert mood.location.file.endswith("storyboard.yaml") and mood.location.line == line_of(base, "mood: 7")
+    loaded = load_campaign(make_campaign(tmp_path, text, base, name="again"))
+    document = loaded.variant("espresso-de-16x9").document
+    # merged key by key: the base's prompt stays, the campaign's caption and duration win
+    assert document["shots"][1]["prompt"].startswith("a bag of") and document["shots"][1]["caption"] == "Guten Morgen"
+    assert document["cut"]["title"] == {"text": "Hallo"}
+    # no variant (and not the base) sees another variant's overrides
+    english = loaded.variant("espresso-en-16x9").document
+    assert english["shots"][1]["caption"] == "Good morning" and "title" not in english["cut"]
+    assert loaded.base.data["shots"][1]["duration"] == 3 and loaded.base.data["vars"] == {"blend": "House"}
+
+
+def test_merge_keys_and_duplicates_of_the_base_are_judged_once_in_the_base(tmp_path):
+    base = BASE.replace(
+        "  - id: close\n    duration: 3\n",
+        "  - &close\n    id: close\n    duration: 3\n",
+    ).replace("cut:\n", "groups: []\ngroups: []\ncut:\n") + "x-shared: &more {duration: 3, mood: calm}\n"
+    base = base.replace("shots:\n", "shots:\n  - <<: *more\n    id: extra\n    duration: 4\n    prompt: more\n", 1)
+    base = base.replace("x-shared: &more {duration: 3, mood: calm}\n", "")
+    base = "x-shared: &more {duration: 3, mood: calm}\n" + base
+    cplan = plan_campaign(load_campaign(make_campaign(tmp_path, base=base)))
+    problems = merge_variant_problems_of(cplan)
+    # the override of a merged key is no duplicate; the repeated `groups` is, at its base line, once
+    duplicates = [p for p in problems if "duplicate key" in p.message]
+    assert [(p.location.file.rsplit("/", 1)[-1], p.location.line) for p in duplicates] == [("storyboard.yaml", line_of(base, "groups: []") + 1)]
+    assert "variants espresso-en-16x9" in duplicates[0].message
+
+
+def merge_variant_problems_of(cplan) -> list:
+    return campaigns.merge_variant_problems([p for v in cplan.variants for p in v.problems])
+
+
+def test_there_is_one_position_engine():
+    import importlib.util
+
+    import storyboard.load.campaign as campaign_files
+
+    assert importlib.util.find_spec("storyboard.campaign") is None
+    assert not hasattr(campaign_files, "YamlPositions")

@@ -224,7 +224,7 @@ def test_every_example_draws_all_its_text(name: str) -> None:
 
 
 def test_every_campaign_variant_draws_its_german_and_accented_copy() -> None:
-    from storyboard.campaign import load_campaign, load_variant
+    from storyboard.load.campaign import load_campaign, load_variant
 
     campaign = load_campaign(REPO / "projects" / "coffee-campaign")
     texts = []

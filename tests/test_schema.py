@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from storyboard.cli import _register_commands, app
 from storyboard.load import loader, spec
+from storyboard.load.campaign import Campaign
 from storyboard.load.schema import (
     CAMPAIGN_SCHEMA_FILE,
     CAMPAIGN_SCHEMA_ID,
@@ -35,11 +36,6 @@ from storyboard.load.schema import (
     storyboard_schema,
 )
 from storyboard.load.spec import Storyboard, json_schema
-
-try:  # the campaign model is moving to load/ (the lead removes this fallback at merge)
-    from storyboard.load.campaign import Campaign  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    from storyboard.campaign import Campaign  # type: ignore[no-redef,unused-ignore]
 
 _register_commands()
 

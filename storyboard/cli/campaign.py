@@ -14,12 +14,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.render import PartialOption, ProviderOption, Reporter, YesOption, confirmer, parse_max_cost
 from storyboard.errors import Problem
+from storyboard.load.campaign import load_campaign, merge_variant_problems
 from storyboard.plan import UNIT_PRICE_USD
+from storyboard.plan import sharing as campaigns
 
 campaign_app = typer.Typer(
     name="campaign",
@@ -33,12 +34,12 @@ VariantOption = typer.Option(None, "--variant", "-v", help="Only this variant id
 
 
 def _plan(path: Path, only: list[str] | None) -> campaigns.CampaignPlan:
-    loaded = campaigns.load_campaign(path)
+    loaded = load_campaign(path)
     return campaigns.plan_campaign(loaded, only=only or None)
 
 
 def _print_problems(problems: list[Problem]) -> None:
-    for problem in campaigns.merge_variant_problems(problems):
+    for problem in merge_variant_problems(problems):
         style = "red" if problem.severity == "error" else "yellow"
         err_console.print(str(problem), style=style, markup=False)
 

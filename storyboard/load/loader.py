@@ -21,7 +21,9 @@ import difflib
 import hashlib
 import io
 import math
+import os
 import re
+import stat
 import struct
 from dataclasses import dataclass, field
 from datetime import date
@@ -67,6 +69,104 @@ SUGGESTION_CUTOFF = 0.75
 
 Part = str | int
 
+MAX_SOURCE_BYTES = 2 * 1024 * 1024
+"""The largest storyboard or campaign file read (2 MiB): a hand-written board is a few KB; anything
+near this is generated or damaged, and refusing it at once beats parsing it for seconds."""
+
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+"""libyaml's loader when PyYAML was built with it (the wheels are): same nodes, same marks."""
+
+
+_PURE_ONLY = re.compile("[\ufeff\x85\u2028\u2029]")
+"""Characters libyaml reads differently from PyYAML (a BOM inside the text, the Unicode line breaks
+it may count apart): a text holding one is parsed by PyYAML alone, so its positions never differ."""
+
+
+class _NamedText(io.StringIO):
+    """Text with a ``name``: libyaml's parser takes a stream's name for every mark it makes."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
+def _too_large_problem(file: str, size: int) -> Problem:
+    return Problem(
+        Location(file, 1, 1),
+        f"the file is {size / 1024 / 1024:.1f} MiB: storyboard and campaign files are limited to "
+        f"{MAX_SOURCE_BYTES // 1024 // 1024} MiB; split it or remove what was pasted in by mistake",
+    )
+
+
+def regular_file_size(path: Path, shown: str, what: str = "file") -> int:
+    """The size of ``path`` if it is a regular file (symlinks followed); else a ``UserError`` saying why.
+
+    Why before every read: a FIFO blocks ``open`` forever and a symlink to ``/dev/zero`` reads until
+    memory runs out; ``os.stat`` answers at once for both, and for a name the OS refuses (too long,
+    a NUL byte) without opening anything.
+    """
+    try:
+        facts = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"no such {what}: {shown}", "check the path") from None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise UserError(f"cannot use {shown} as a {what}: {reason}", "check the path (its length, its characters)") from None
+    if stat.S_ISDIR(facts.st_mode):
+        raise UserError(f"{shown} is a folder, not a {what}", "name the file itself")
+    if not stat.S_ISREG(facts.st_mode):
+        raise UserError(
+            f"{shown} is not a regular file (a device, a pipe or a socket)",
+            f"name an ordinary {what}; a symlink must point at one",
+        )
+    return facts.st_size
+
+
+def read_regular_file(path: Path, shown: str, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; ``UserError`` otherwise, at once.
+
+    Opened non-blocking (a file swapped for a FIFO after the check cannot hang the open), checked
+    again on the open descriptor, and read to at most ``limit + 1`` bytes (a file that grows past
+    its stat size cannot be read without end).
+    """
+    size = regular_file_size(path, shown, what)
+    if size > limit:
+        raise UserError(f"{shown} is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit for a {what}", "use a smaller file")
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        raise UserError(f"cannot read {shown}: {error.strerror or error}", "check the file's permissions") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise UserError(f"{shown} is not a regular file (a device, a pipe or a socket)", f"name an ordinary {what}")
+        try:
+            content = handle.read(limit + 1)
+        except OSError as error:
+            raise UserError(f"cannot read {shown}: {error.strerror or error}", "check the file") from None
+    if len(content) > limit:
+        raise UserError(f"{shown} is over the {limit / 1e6:.1f} MB limit for a {what}", "use a smaller file")
+    return content
+
+
+def read_source(file: Path, shown: str, what: str = "storyboard") -> str:
+    """A storyboard or campaign file as text: a regular file, at most ``MAX_SOURCE_BYTES``, UTF-8.
+
+    Every fault is a ``UserError`` (a ``StoryboardInvalid`` located at the byte for bad UTF-8 or
+    at line 1 for a file too large), never an ``OSError`` or a hang.
+    """
+    size = regular_file_size(file, shown, f"{what} file")
+    if size > MAX_SOURCE_BYTES:
+        raise StoryboardInvalid([_too_large_problem(shown, size)])
+    raw = read_regular_file(file, shown, MAX_SOURCE_BYTES, f"{what} file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise StoryboardInvalid(
+            [Problem(Location(shown, line, col), f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x}): save it as UTF-8")]
+        ) from None
+
 
 # --------------------------------------------------------------------------------------------
 # Public API
@@ -81,7 +181,7 @@ class LoadedStoryboard:
     file: Path
     project_dir: Path
     advisories: tuple[Problem, ...] = ()
-    _document: _Document | None = field(default=None, repr=False, compare=False)
+    _document: YamlDocument | None = field(default=None, repr=False, compare=False)
     _digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _shot_indices: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
     """For a partial storyboard (broken shots left out): each shot's index in the file."""
@@ -108,63 +208,76 @@ class LoadedStoryboard:
         digest = self._digests.get(absolute)
         if digest is None:
             try:
-                digest = hashlib.sha256(Path(absolute).read_bytes()).hexdigest()
-            except OSError as error:
+                content = read_regular_file(Path(absolute), shown_path(relative), MAX_IMAGE_BYTES, "image")
+            except UserError as error:
                 raise UserError(
-                    f"cannot read image {relative}: {error.strerror or error}",
-                    "check that the file still exists and is readable, then run again",
+                    f"cannot read image {shown_path(relative)}: {error.message}",
+                    "check that the file still exists, is an ordinary file and is readable, then run again",
                 ) from None
+            digest = hashlib.sha256(content).hexdigest()
             self._digests[absolute] = digest
         return digest
 
 
+def find_file(path: Path | str, names: tuple[str, ...], what: str) -> Path:
+    """The ``what`` file of a folder (the first of ``names`` in it), or the file itself.
+
+    Never raises an ``OSError``: a name the OS refuses (too long, a NUL byte), a FIFO or a device
+    is a ``UserError`` that says which path and why.
+    """
+    candidate = Path(path).expanduser()
+    shown = shown_path(str(candidate))
+    kind = _kind_of(candidate, shown)
+    if kind == "folder":
+        for name in names:
+            if _kind_of(candidate / name, shown) == "file":
+                return (candidate / name).absolute()
+        raise UserError(f"no {names[0]} in {shown}", f"create {names[0]} in that folder, or pass the {what} file itself")
+    if kind == "file":
+        return candidate.absolute()
+    if kind == "other":
+        raise UserError(f"{shown} is not a regular file (a device, a pipe or a socket)", f"pass a folder that holds {names[0]}, or the file itself")
+    raise UserError(f"no such file or folder: {shown}", f"pass a folder that holds {names[0]}, or the {what} file itself")
+
+
+def _kind_of(path: Path, shown: str) -> Literal["file", "folder", "other"] | None:
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise UserError(f"cannot use {shown}: {reason}", "check the path (its length, its characters)") from None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
 def find_storyboard(path: Path | str) -> Path:
     """The storyboard file of a project folder (its storyboard.yaml), or the file itself."""
-    candidate = Path(path).expanduser()
-    if candidate.is_dir():
-        for name in STORYBOARD_FILE_NAMES:
-            if (candidate / name).is_file():
-                return (candidate / name).absolute()
-        raise UserError(
-            f"no storyboard.yaml in {candidate}",
-            "create storyboard.yaml in that folder, or pass the storyboard file itself",
-        )
-    if candidate.is_file():
-        return candidate.absolute()
-    raise UserError(
-        f"no such file or folder: {candidate}",
-        "pass a project folder that holds storyboard.yaml, or the storyboard file itself",
-    )
+    return find_file(path, STORYBOARD_FILE_NAMES, "storyboard")
 
 
 def load(path: Path | str) -> LoadedStoryboard:
     """Load and validate a storyboard; raise ``StoryboardInvalid`` listing every problem found."""
     file = find_storyboard(path)
-    try:
-        raw = file.read_bytes()
-    except OSError as error:
-        raise UserError(f"cannot read {file}: {error.strerror or error}", "check the file's permissions") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise StoryboardInvalid(
-            [
-                Problem(
-                    Location(_display_name(file), line, col),
-                    f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x}): save it as UTF-8",
-                )
-            ]
-        ) from None
+    text = read_source(file, _display_name(file))
     return load_text(text, file, file.parent)
 
 
 def load_text(text: str, file: Path, project_dir: Path) -> LoadedStoryboard:
     """Validate storyboard text as if read from ``file``; image paths are relative to ``project_dir``."""
+    return load_document(YamlDocument.parse(text, _display_name(Path(file).absolute())), file, project_dir)
+
+
+def load_document(document: YamlDocument, file: Path, project_dir: Path) -> LoadedStoryboard:
+    """Validate a parsed (or overlaid) document; every problem is located where its node was written.
+
+    ``file`` names the storyboard for later stages (the journal, messages without a node); the
+    document is not changed.
+    """
     file = Path(file).absolute()
     project_dir = Path(project_dir).absolute()
-    document = _Document.parse(text, _display_name(file))
     problems = list(document.problems)
     if not isinstance(document.data, dict):
         if document.root is not None or not problems:
@@ -175,7 +288,7 @@ def load_text(text: str, file: Path, project_dir: Path) -> LoadedStoryboard:
     try:
         storyboard = Storyboard.model_validate(document.data)
     except ValidationError as error:
-        problems.extend(_translate(document, item) for item in error.errors())
+        problems.extend(_translate(document, dict(item)) for item in error.errors())
 
     files = _FileChecks(project_dir)
     parts = _Parts.of(storyboard, document.data)
@@ -204,7 +317,7 @@ _PROBLEM_PATH = re.compile(r"^(?P<top>[A-Za-z_]+)(?:\[(?P<index>\d+)\]|\.(?P<key
 
 
 def _partial(
-    document: _Document, errors: list[Problem], file: Path, project_dir: Path, files: _FileChecks
+    document: YamlDocument, errors: list[Problem], file: Path, project_dir: Path, files: _FileChecks
 ) -> LoadedStoryboard | None:
     """The storyboard without its broken parts, for the model and template checks.
 
@@ -299,30 +412,54 @@ _SYNTAX_HINTS = (
 )
 
 
-class _Document:
-    """The parsed file: its node graph (with marks), the plain data, and YAML-level problems."""
+class YamlDocument:
+    """One parsed YAML file (or an overlay of several): values, and where each value was written.
+
+    Why one type for the storyboard and the campaign: positions come from the node graph PyYAML
+    composes, and every node carries its own start mark *with its file name*. A campaign variant is
+    an overlay (rendercv's habit): the base storyboard's node graph with the campaign's nodes
+    grafted in where the campaign set a value, so each value keeps the position it came from and a
+    problem in a variant points at the line that set it, with no text re-rendering and no second
+    parser or position engine. ``data`` is what PyYAML constructs from that graph.
+    """
 
     def __init__(self, file: str, root: yaml.Node | None, data: Any, problems: list[Problem]) -> None:
         self.file = file
+        """The name shown for positions no node has (an empty file, a problem of the whole file)."""
         self.root = root
         self.data = data
         self.problems = problems
 
     @classmethod
-    def parse(cls, text: str, file: str) -> _Document:
+    def parse(cls, text: str, file: str) -> YamlDocument:
+        """Parse ``text`` once: libyaml when the text is valid YAML (fast), PyYAML to explain when not.
+
+        Why two parsers but one syntax-error path: libyaml composes about ten times faster (a 2 MiB
+        file in about a second instead of twenty), but its messages differ from the ones our hints
+        know; a text libyaml refuses is parsed again by the pure-Python reader, which finds the same
+        fault and says it in the wording below.
+        """
+        if len(text) > MAX_SOURCE_BYTES:
+            return cls(file, None, None, [_too_large_problem(file, len(text.encode("utf-8", "surrogatepass")))])
+        if _FAST_LOADER is not None and not _PURE_ONLY.search(text, 1):
+            try:
+                fast = _FAST_LOADER(_NamedText(text, file))
+                try:
+                    root = fast.get_single_node()
+                finally:
+                    fast.dispose()
+            except (yaml.YAMLError, ValueError):
+                pass  # explained below, by the reader whose messages the hints are written for
+            except RecursionError:
+                return cls(file, None, None, [Problem(Location(file, 1, 1), "the YAML is nested too deeply to read: flatten it")])
+            else:
+                return cls._construct(file, root, fast)
         loader = None
         try:
             loader = yaml.SafeLoader(text)  # its reader rejects control characters right here
+            loader.name = file  # every mark (so every position) names the file it is in
             root = loader.get_single_node()
-            if root is None:
-                return cls(file, None, None, [])
-            duplicates = _duplicate_keys(root, file)
-            try:
-                data = loader.construct_document(root)
-            except _TAGGED_SCALAR_FAILURES:
-                # an explicit tag PyYAML cannot build (``!!int abc``, ``!!bool maybe``) raises a
-                # plain Python error without a mark: find the scalar that fails to say where
-                return cls(file, None, None, [_unbuildable_scalar(file, root)])
+            return cls._construct(file, root, loader)
         except yaml.MarkedYAMLError as error:
             return cls(file, None, None, [_syntax_problem(file, error)])
         except yaml.reader.ReaderError as error:
@@ -335,7 +472,37 @@ class _Document:
         finally:
             if loader is not None:
                 loader.dispose()
-        return cls(file, root, data, duplicates)
+
+    @classmethod
+    def _construct(cls, file: str, root: yaml.Node | None, constructor: Any, check: bool = True) -> YamlDocument:
+        """Check the composed graph for duplicate keys, then build the values."""
+        if root is None:
+            return cls(file, None, None, [])
+        problems = _duplicate_keys(root, file) if check else []
+        try:
+            data = constructor.construct_document(root)
+        except _TAGGED_SCALAR_FAILURES:
+            # an explicit tag PyYAML cannot build (``!!int abc``, ``!!bool maybe``) raises a
+            # plain Python error without a mark: find the scalar that fails to say where
+            return cls(file, None, None, [_unbuildable_scalar(file, root)])
+        except yaml.MarkedYAMLError as error:
+            return cls(file, None, None, [_syntax_problem(file, error)])
+        except RecursionError:
+            return cls(file, None, None, [Problem(Location(file, 1, 1), "the YAML is nested too deeply to read: flatten it")])
+        return cls(file, root, data, problems)
+
+    @classmethod
+    def overlay(cls, file: str, root: yaml.Node, problems: list[Problem]) -> YamlDocument:
+        """A document from a node graph assembled from other documents' nodes (a campaign variant).
+
+        The values are constructed afresh from the graph; the positions are the nodes' own. The
+        graph is not checked again: its parts were checked when their files were parsed (and
+        construction has since flattened their merge keys, which a second check would misread as
+        duplicates); ``problems`` carries what those checks found.
+        """
+        document = cls._construct(file, root, yaml.constructor.SafeConstructor(), check=False)
+        document.problems = [*problems, *document.problems]
+        return document
 
     def top_level_problems(self) -> list[Problem]:
         """Problems of a file that parsed but is not a mapping (empty, a list, a bare value)."""
@@ -353,6 +520,28 @@ class _Document:
     def position(node: yaml.Node) -> tuple[int, int]:
         return node.start_mark.line + 1, node.start_mark.column + 1
 
+    def location(self, node: yaml.Node, path: tuple[Part, ...] | list[Part] = ()) -> Location:
+        """Where ``node`` was written: its own file (an overlay mixes files), line and column."""
+        return _node_location(node, self.file, path)
+
+    def node_at(self, path: tuple[Part, ...]) -> yaml.Node | None:
+        """The node at exactly this data path, or None when any part of it is absent."""
+        node = self.root
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                found = _find_key(node, part)
+                if found is None:
+                    return None
+                node = found[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+            else:
+                return None
+        return node
+
+    def has(self, path: tuple[Part, ...]) -> bool:
+        return self.node_at(path) is not None
+
     def walk(self, path: tuple[Part, ...]) -> tuple[yaml.Node, yaml.Node | None, list[Part]]:
         """Follow a model path down the node graph.
 
@@ -362,6 +551,7 @@ class _Document:
         past an absent part, so a shorthand (``groups: [[a, b]]`` validated as ``{shots: [a, b]}``)
         still lands on the list item.
         """
+        assert self.root is not None, "walk needs a parsed document"
         node: yaml.Node = self.root
         key_node: yaml.Node | None = None
         kept: list[Part] = []
@@ -388,7 +578,7 @@ class _Document:
         if self.root is None:
             return Location(self.file, 1, 1, _dotted(path))
         node, _, kept = self.walk(path)
-        return Location(self.file, *self.position(node), _dotted(kept))
+        return self.location(node, kept)
 
 
 _TAGGED_SCALAR_FAILURES = (ValueError, KeyError, AttributeError, TypeError, OverflowError)
@@ -440,10 +630,12 @@ def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
     return Problem(Location(file, line, col), f"{kind}: {problem}: {hint}")
 
 
-def _scalar_key(node: yaml.Node) -> Any:
+def scalar_key(node: yaml.Node) -> Any:
     """The value PyYAML constructs for a key node (so ``1`` matches the int key 1 pydantic reports)."""
     if not isinstance(node, yaml.ScalarNode):
         return object()
+    if node.tag == "tag:yaml.org,2002:str":
+        return node.value  # the common case, without building a constructor per key
     try:
         return yaml.constructor.SafeConstructor().construct_object(node)
     except (*_TAGGED_SCALAR_FAILURES, yaml.YAMLError):
@@ -454,7 +646,7 @@ def _find_key(mapping: yaml.MappingNode, part: Part) -> tuple[yaml.Node, yaml.No
     """The (key, value) nodes of ``part`` in a mapping; the last one wins, as in PyYAML."""
     found = None
     for key_node, value_node in mapping.value:
-        key = _scalar_key(key_node)
+        key = scalar_key(key_node)
         if isinstance(key, str) == isinstance(part, str) and key == part:
             found = (key_node, value_node)
     return found
@@ -465,7 +657,10 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
 
     Runs on the raw node graph, before construction flattens merge keys (``<<: *base``), so a key
     that overrides a merged one is not reported. Iterative, and each node is visited once, so
-    recursive aliases cannot loop.
+    recursive aliases cannot loop and an alias bomb costs its size in nodes, not its expansion.
+    Keys that are not plain scalars (lists, mappings, aliases of them) and scalars whose tag builds
+    a list or a mapping (``!!map x``) cannot be compared: construction refuses them with its own
+    located message, so they are skipped here.
     """
     problems: list[Problem] = []
     seen: set[int] = set()
@@ -482,19 +677,25 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
             children = []
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
+                    children.append((value_node, path))
                     continue
-                key = _scalar_key(key_node)
-                child_path = (*path, key if isinstance(key, str) else str(getattr(key_node, "value", "?")))
+                key = scalar_key(key_node)
+                shown = key if isinstance(key, str) else (str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?")
+                child_path = (*path, shown)
+                children.append((key_node, child_path))
                 children.append((value_node, child_path))
                 if not isinstance(key_node, yaml.ScalarNode):
-                    continue  # PyYAML itself refuses list and mapping keys
+                    continue  # PyYAML itself refuses list and mapping keys, at their line
                 marker = (type(key), key)
+                try:
+                    hash(marker)
+                except TypeError:
+                    continue  # a tag that builds a list or mapping key (``? !!map x``): refused at construction
                 if marker in first_line:
-                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
                     problems.append(
                         Problem(
-                            Location(file, line, col, _dotted(child_path)),
-                            f"duplicate key '{key_node.value}' (first set on line {first_line[marker]}): "
+                            _node_location(key_node, file, child_path),
+                            f"duplicate key '{shown_path(key_node.value)}' (first set on line {first_line[marker]}): "
                             "YAML keeps only the last one; remove or rename one of them",
                         )
                     )
@@ -502,6 +703,13 @@ def _duplicate_keys(root: yaml.Node, file: str) -> list[Problem]:
                     first_line[marker] = key_node.start_mark.line + 1
             stack.extend(reversed(children))
     return problems
+
+
+def _node_location(node: yaml.Node, fallback_file: str, path: tuple[Part, ...] | list[Part] = ()) -> Location:
+    """Where ``node`` was written: the file its mark names (an overlay mixes files), line, column."""
+    name = getattr(node.start_mark, "name", None)
+    file = name if isinstance(name, str) and name and not name.startswith("<") else fallback_file
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1, _dotted(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,17 +725,17 @@ def _is_internal(part: Part) -> bool:
     return isinstance(part, str) and (bool(_INTERNAL_PART.match(part)) or part in _TYPE_TAGS)
 
 
-def _translate(document: _Document, error: dict[str, Any]) -> Problem:
+def _translate(document: YamlDocument, error: dict[str, Any]) -> Problem:
     loc = tuple(error["loc"])
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
     node, key_node, kept = document.walk(loc)
-    location = Location(document.file, *document.position(node), _dotted(kept))
+    location = document.location(node, kept)
 
     if kind == "extra_forbidden":
         if key_node is not None:
-            location = Location(document.file, *document.position(key_node), _dotted(kept))
+            location = document.location(key_node, kept)
         return Problem(location, _unknown_key_message(str(kept[-1]) if kept else "?", _model_at(kept[:-1])))
     if kind == "missing":
         name = kept[-1] if kept else "?"
@@ -536,7 +744,7 @@ def _translate(document: _Document, error: dict[str, Any]) -> Problem:
         return Problem(location, f"missing required key '{name}'")
     if loc and loc[-1] == "[key]":
         if key_node is not None:
-            location = Location(document.file, *document.position(key_node), _dotted(kept))
+            location = document.location(key_node, kept)
         return Problem(location, f"keys here must be text, got {_shown(value)}: put the key in quotes")
     return Problem(location, _value_message(kind, value, ctx, error["msg"], _annotation_at(kept)))
 
@@ -683,9 +891,9 @@ class _Parts:
                 bed=cut.audio.bed,
                 outputs=list(enumerate(storyboard.outputs)),
             )
-        raw_references = data.get("references") if isinstance(data.get("references"), dict) else {}
-        raw_cut = data.get("cut") if isinstance(data.get("cut"), dict) else {}
-        raw_audio = raw_cut.get("audio") if isinstance(raw_cut.get("audio"), dict) else {}
+        raw_references: dict = data["references"] if isinstance(data.get("references"), dict) else {}
+        raw_cut: dict = data["cut"] if isinstance(data.get("cut"), dict) else {}
+        raw_audio: dict = raw_cut["audio"] if isinstance(raw_cut.get("audio"), dict) else {}
         references = {k: r for k, v in raw_references.items() if isinstance(k, str) and (r := _valid(Reference, v))}
         shots = [(i, _valid(Shot, raw), raw if isinstance(raw, dict) else {}) for i, raw in enumerate(_list(data.get("shots")))]
         cards = [(name, c) for name in ("title", "end_card") if (c := _valid(Card, raw_cut.get(name)))]
@@ -728,8 +936,35 @@ def _is_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _unknown_id_message(kind: str, plural: str, value: str, known: list[str], where: str) -> str:
-    close = difflib.get_close_matches(value, known, n=1, cutoff=SUGGESTION_CUTOFF)
+SUGGESTION_CANDIDATES = 50
+"""At most this many names are compared for one "did you mean": a board with thousands of ids and
+thousands of unknown ones must stay linear, and a close match of a long list is a guess anyway."""
+
+
+class _KnownNames:
+    """The ids a "did you mean" may suggest, indexed by length once so each lookup costs a bounded pool."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._by_length: dict[int, list[str]] | None = None
+
+    def pool(self, value: str) -> list[str]:
+        """All names of a short list; else at most ``SUGGESTION_CANDIDATES`` of a similar length."""
+        if len(self.names) <= SUGGESTION_CANDIDATES:
+            return self.names
+        if self._by_length is None:
+            self._by_length = {}
+            for name in self.names:
+                self._by_length.setdefault(len(name), []).append(name)
+        pool: list[str] = []
+        for length in (len(value), len(value) - 1, len(value) + 1, len(value) - 2, len(value) + 2):
+            pool.extend(self._by_length.get(length, ())[: SUGGESTION_CANDIDATES - len(pool)])
+        return pool
+
+
+def _unknown_id_message(kind: str, plural: str, value: str, names: _KnownNames, where: str) -> str:
+    known = names.names
+    close = difflib.get_close_matches(value, names.pool(value), n=1, cutoff=SUGGESTION_CUTOFF)
     if close:
         return f"unknown {kind} '{value}': did you mean '{close[0]}'?"
     if known:
@@ -738,7 +973,7 @@ def _unknown_id_message(kind: str, plural: str, value: str, known: list[str], wh
     return f"unknown {kind} '{value}': no {plural} are defined; add it under {where}"
 
 
-def _check_ids(document: _Document, parts: _Parts) -> list[Problem]:
+def _check_ids(document: YamlDocument, parts: _Parts) -> list[Problem]:
     problems: list[Problem] = []
     shot_ids: list[str] = []
     first_line: dict[str, int] = {}
@@ -756,18 +991,20 @@ def _check_ids(document: _Document, parts: _Parts) -> list[Problem]:
             shot_ids.append(shot_id)
 
     known_refs = parts.reference_ids
+    known_ref_set = set(known_refs)
+    known_ref_names = _KnownNames(known_refs)
     for index, shot, raw in parts.shots:
         for position, ref in enumerate(_shot_field(shot, raw, "references")):
-            if ref not in known_refs:
+            if ref not in known_ref_set:
                 problems.append(
                     Problem(
                         document.locate(("shots", index, "references", position)),
-                        _unknown_id_message("reference", "references", ref, known_refs, "references:"),
+                        _unknown_id_message("reference", "references", ref, known_ref_names, "references:"),
                     )
                 )
         for name in ("start_frame", "end_frame"):
             value = _shot_field(shot, raw, name)
-            if value is None or value in known_refs or _is_path(value):
+            if value is None or value in known_ref_set or _is_path(value):
                 continue
             location = document.locate(("shots", index, name))
             if value == PREVIOUS_FRAME and name == "start_frame":
@@ -779,12 +1016,14 @@ def _check_ids(document: _Document, parts: _Parts) -> list[Problem]:
                 problems.append(Problem(location, "'previous' only works as a start_frame: use an image path or a reference id"))
             else:
                 problems.append(
-                    Problem(location, _unknown_id_message("reference", "references", value, known_refs, "references:"))
+                    Problem(location, _unknown_id_message("reference", "references", value, known_ref_names, "references:"))
                 )
 
+    shot_names = _KnownNames(shot_ids)
+
     def check_shot(value: str, path: tuple[Part, ...]) -> None:
-        if value not in shot_ids:
-            problems.append(Problem(document.locate(path), _unknown_id_message("shot", "shots", value, shot_ids, "shots:")))
+        if value not in first_line:
+            problems.append(Problem(document.locate(path), _unknown_id_message("shot", "shots", value, shot_names, "shots:")))
 
     for index, group in parts.groups:
         for position, value in enumerate(group.shots):
@@ -837,16 +1076,16 @@ class _FileChecks:
 
     def _read(self, path: Path, relative: str) -> _ImageFacts:
         missing = self.missing(relative)
-        relative = _shown_path(relative)
+        relative = shown_path(relative)
         if missing:
             return _ImageFacts(error=missing)
         try:
-            size = path.stat().st_size
+            size = regular_file_size(path, relative, "image")
             if size > MAX_IMAGE_BYTES:
                 return _ImageFacts(size=size)
-            content = path.read_bytes()
-        except OSError as error:
-            return _ImageFacts(error=f"cannot read {relative}: {error.strerror or error}: check the file's permissions")
+            content = read_regular_file(path, relative, MAX_IMAGE_BYTES, "image")
+        except UserError as error:
+            return _ImageFacts(error=f"{error.message}: {error.hint}")
         self.digests[str(path)] = hashlib.sha256(content).hexdigest()
         try:
             with Image.open(io.BytesIO(content)) as image:
@@ -859,20 +1098,23 @@ class _FileChecks:
     def missing(self, relative: str) -> str | None:
         """Why a named file cannot be used at all (absent, a folder), or None."""
         path = self.project_dir / relative
-        relative, shown = _shown_path(relative), _shown_path(str(path))
+        relative, shown = shown_path(relative), shown_path(str(path))
         try:
-            if path.is_dir():
-                return f"{relative} is a folder, not a file: name the file itself"
-            if not path.exists():
-                return f"file not found: {relative} (looked for {shown}): check the path, relative to the project folder"
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return f"file not found: {relative} (looked for {shown}): check the path, relative to the project folder"
         except (OSError, ValueError):
             return f"{relative} is not a usable file path: check the path, relative to the project folder"
+        if stat.S_ISDIR(mode):
+            return f"{relative} is a folder, not a file: name the file itself"
+        if not stat.S_ISREG(mode):
+            return f"{relative} is not a regular file (a device, a pipe or a socket): name an ordinary file; a symlink must point at one"
         return None
 
 
 def _image_problems(facts: _ImageFacts, relative: str, location: Location, for_kling: bool) -> list[Problem]:
     """Errors and advisories of one image; ``for_kling`` adds Kling's rules (kling-api.md 2)."""
-    relative = _shown_path(relative)
+    relative = shown_path(relative)
     if facts.error:
         return [Problem(location, facts.error)]
     if facts.format is None:
@@ -913,7 +1155,7 @@ def _image_problems(facts: _ImageFacts, relative: str, location: Location, for_k
     return problems
 
 
-def _check_files(document: _Document, parts: _Parts, files: _FileChecks) -> list[Problem]:
+def _check_files(document: YamlDocument, parts: _Parts, files: _FileChecks) -> list[Problem]:
     """Check every file the storyboard names; each file is reported once, at its first use."""
     uses: list[tuple[str, tuple[Part, ...], bool]] = []  # (relative path, model path, goes to Kling)
     for ref_id, reference in parts.references.items():
@@ -926,7 +1168,7 @@ def _check_files(document: _Document, parts: _Parts, files: _FileChecks) -> list
     for index, shot, raw in parts.shots:
         for name in ("start_frame", "end_frame"):
             value = _shot_field(shot, raw, name)
-            if value is not None and value not in parts.reference_ids and _is_path(value):
+            if value is not None and value not in set(parts.reference_ids) and _is_path(value):
                 uses.append((value, ("shots", index, name), True))
         if shot is not None and shot.motion_brush is not None:
             brush = shot.motion_brush
@@ -995,7 +1237,7 @@ def _shown(value: Any) -> str:
     return type(value).__name__
 
 
-def _shown_path(path: str) -> str:
+def shown_path(path: str) -> str:
     """A path as a message shows it: control characters escaped, very long ones shortened."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
     return text if len(text) <= 200 else text[:100] + "..." + text[-97:]

@@ -85,11 +85,8 @@ _CAMPAIGN_DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 
 def _campaign_model() -> tuple[type[BaseModel], str]:
-    """The campaign model and its variable-name pattern, wherever the campaign module lives now."""
-    try:
-        from storyboard.load.campaign import VARIABLE_NAME, Campaign  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        from storyboard.campaign import VARIABLE_NAME, Campaign  # type: ignore[no-redef,unused-ignore]
+    """The campaign model and its variable-name pattern (imported late: the spec module must not need it)."""
+    from storyboard.load.campaign import VARIABLE_NAME, Campaign
     return Campaign, VARIABLE_NAME
 
 
