@@ -440,9 +440,9 @@ def merge_variant_problems_of(cplan) -> list:
 
 
 def test_there_is_one_position_engine():
+    import importlib
     import importlib.util
 
-    import storyboard.load.campaign as campaign_files
-
+    campaign_files = importlib.import_module("storyboard.load.campaign")
     assert importlib.util.find_spec("storyboard.campaign") is None
     assert not hasattr(campaign_files, "YamlPositions")

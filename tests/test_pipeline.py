@@ -224,7 +224,7 @@ def test_an_unchanged_rerun_rewrites_nothing_and_a_changed_output_alone_is_rewri
     assert first.exit_code == 0, first.output
     out = project / "out" / "preview"
     written = stamps(out)
-    assert {"wide.mp4", "wide.srt", "wide.otio", "wide.contact.png", "tall.mp4"} <= set(written)
+    assert {"wide.mp4", "wide.edl", "wide.otio", "wide.contact.png", "tall.mp4"} <= set(written)
 
     second = invoke("run", str(project))
     assert second.exit_code == 0, second.output
@@ -240,9 +240,9 @@ def test_an_unchanged_rerun_rewrites_nothing_and_a_changed_output_alone_is_rewri
     assert now["tall.mp4"] != written["tall.mp4"]
     assert probe(out / "tall.mp4").fps == 25
 
-    (out / "wide.srt").unlink()  # an output missing a file is made again
+    (out / "wide.edl").unlink()  # an output missing a file is made again
     fourth = invoke("assemble", str(project))
-    assert fourth.exit_code == 0 and (out / "wide.srt").is_file()
+    assert fourth.exit_code == 0 and (out / "wide.edl").is_file()
     assert "out/preview/wide.mp4: preview clips" in fourth.output and fourth.output.count("unchanged") == 1
 
 
