@@ -146,6 +146,7 @@ def shell_text(argv: Sequence[str]) -> str:
     import re
 
     text = " ".join(str(a) for a in argv)
+    text = text.replace(ffmpeg(), "ffmpeg").replace(sys.executable, "python")
     text = text.replace(str(Path(sys.executable).parent) + "/", "").replace(str(ROOT) + "/", "")
     return re.sub(r"/tmp/bench-[^/ ]+/", "$BENCH/", text)
 
@@ -503,3 +504,62 @@ def ratio_row(report: Report, case: str, command: str, measured: Measured, basel
             goal = f"<= {limit:g}x"
         met = measured.wall <= limit * baseline.wall + plus
     return report.add(case, command, measured, figure=figure, goal=goal, met=met, notes=notes)
+
+
+# ------------------------------------------------------------------- generated projects
+
+CAMPAIGN_BASE = """\
+version: 1
+name: Bench spot
+defaults: {model: kling-v3, mode: std, aspect_ratio: "16:9", strategy: per_shot}
+references:
+  hero: refs/p0.png
+vars: {blend: House}
+shots:
+  - id: open
+    duration: 3
+    start_frame: hero
+    prompt: steam rises from a cup of {{ vars.blend }} coffee
+  - id: close
+    duration: 3
+    prompt: a bag of {{ vars.blend }} beans on a wooden table
+    caption: Good morning
+"""
+
+
+def write_campaign(folder: Path, products: int, ratios: Sequence[str], languages: dict[str, str]) -> Path:
+    """A campaign of ``products`` x ``ratios`` x ``languages`` variants over a two-shot base
+    (each product its own start image, each language its own caption)."""
+    from PIL import Image
+
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    for index in range(products):
+        Image.new("RGB", (1024, 576), ((20 * index) % 256, 90, 160)).save(folder / "refs" / f"p{index}.png")
+    write_text(folder / "storyboard.yaml", CAMPAIGN_BASE)
+    product_lines = "\n".join(f"    p{i}:\n      vars: {{blend: Blend {i}}}\n      set: {{references.hero.image: refs/p{i}.png}}"
+                              for i in range(products))
+    language_lines = "\n".join(f"    {code}:\n      set: {{shots.close.caption: {text}}}" for code, text in languages.items())
+    ratio_list = ", ".join(f'"{r}"' for r in ratios)
+    write_text(folder / "campaign.yaml",
+               "version: 1\nname: Bench campaign\nstoryboard: storyboard.yaml\nmatrix:\n  product:\n"
+               f"{product_lines}\n  aspect_ratio: [{ratio_list}]\n  language:\n{language_lines}\n")
+    return folder
+
+
+def write_long_storyboard(folder: Path, shots: int, *, strategy: str = "auto", image_every: int = 3,
+                          duration: int = 5) -> Path:
+    """A generated storyboard of ``shots`` shots on kling-v3 std: every ``image_every``-th shot
+    starts from a real photo, prompts and captions are templates over vars."""
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    shutil.copy(PHOTOS[1], folder / "refs" / "coffee.png")
+    lines = [f"  - id: shot{n:04d}\n    duration: {duration}\n"
+             f"    prompt: \"shot {n} of {{{{ vars.brand }}}}: the cup on a table, steam curling up, take {n}\""
+             + ("\n    start_frame: cup" if image_every and n % image_every == 0 else "")
+             + (f"\n    caption: \"{{{{ vars.brand }}}} {n}\"" if n % 5 == 0 else "")
+             for n in range(shots)]
+    return write_text(folder / "storyboard.yaml",
+                      "version: 1\nname: Long board\n"
+                      f"defaults: {{model: kling-v3, mode: std, aspect_ratio: \"16:9\", strategy: {strategy}, sound: false}}\n"
+                      "references:\n  cup: {image: refs/coffee.png, description: a white cup of black coffee}\n"
+                      "vars: {brand: Morning Roast}\n"
+                      "shots:\n" + "\n".join(lines) + "\n").parent
