@@ -219,6 +219,10 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
         print(f"| {r.case} | {number(r.wall)} | {number(r.cpu)} | {number(r.peak_mb, 0) if r.peak_mb else ''} | "
               f"{r.figure} | {r.goal} | {met} | `{r.command}` |")
     print()
+    for r in rows:
+        if r.notes:
+            print(f"- {r.case}: {r.notes}")
+    print()
 
 
 def common_arguments(parser) -> None:

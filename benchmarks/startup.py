@@ -28,15 +28,17 @@ NOT_NEEDED = {
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$")
 
 
-def imported(argv: list[str]) -> tuple[dict[str, float], float]:
+def imported(argv: list[str]) -> tuple[dict[str, float], float, list[tuple[str, float]]]:
     """Heavy packages the command imported (-> ms spent importing the package's own modules, the
-    sum of their self times) and the total import time in ms (every module's self time)."""
+    sum of their self times), the total import time in ms (every module's self time), and the
+    eight packages that took longest (any package, ours included)."""
     if Path(argv[0]).name == "storyboard":
         command = [sys.executable, "-X", "importtime", argv[0], *argv[1:]]
     else:
         command = [sys.executable, "-X", "importtime", *argv[1:]]
     stderr = harness.run_process(command, sample_rss=False).stderr
     heavy: dict[str, float] = {}
+    every: dict[str, float] = {}
     total_us = 0
     for line in stderr.splitlines():
         found = IMPORT_LINE.match(line)
@@ -45,9 +47,10 @@ def imported(argv: list[str]) -> tuple[dict[str, float], float]:
         own, name = int(found.group(1)), found.group(4)
         total_us += own
         package = name.split(".")[0]
+        every[package] = every.get(package, 0.0) + own / 1000
         if package in HEAVY:
             heavy[package] = heavy.get(package, 0.0) + own / 1000
-    return heavy, total_us / 1000
+    return heavy, total_us / 1000, sorted(every.items(), key=lambda kv: -kv[1])[:8]
 
 
 def main() -> None:
@@ -65,14 +68,15 @@ def main() -> None:
         cases += [("validate", storyboard_argv("validate", str(harness.copy_example(n, Path(tmp))))) for n in names]
         for kind, argv in cases:
             measured = harness.median_of(runs, lambda argv=argv: harness.run_process(argv))
-            heavy, total_ms = imported(argv)
+            heavy, total_ms, slowest = imported(argv)
             unneeded = sorted(set(heavy) & NOT_NEEDED[kind])
             loaded = ", ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(heavy.items(), key=lambda kv: -kv[1]))
             label = f"storyboard {kind}" + (f" {Path(argv[-1]).name}" if kind == "validate" else "")
             report.add(label, harness.shell_text(argv), measured,
                        figure=f"{measured.wall - bare.wall:.2f} s over bare python; imports {total_ms:.0f} ms: {loaded}",
                        goal=f"no {'/'.join(sorted(NOT_NEEDED[kind]))}", met=not unneeded,
-                       notes=f"loads but does not need: {', '.join(unneeded) or 'nothing'}")
+                       notes=f"loads but does not need: {', '.join(unneeded) or 'nothing'}; slowest packages: "
+                             + ", ".join(f"{name} {ms:.0f} ms" for name, ms in slowest))
     report.finish(args.json)
 
 
