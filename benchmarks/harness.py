@@ -251,7 +251,8 @@ def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4
                seconds: int = CLIP_SECONDS) -> list[Path]:
     """``count`` clips like Kling's: a slow pan over a real photo with temporal grain, 24 fps,
     H.264 High yuv420p crf 18; clip n carries an AAC 48 kHz stereo tone of 220·(n+1) Hz when
-    ``audio(n)``. The grain sets the bitrate (4 gives the 7-15 Mb/s Kling delivers at 1080p).
+    ``audio(n)``. The grain sets the bitrate (4 gives the 7-15 Mb/s Kling delivers at 1080p; the
+    rocket photo's detail would reach 25 Mb/s, so the rate is capped at 15 Mb/s).
     ``keyint`` None = x264's default GOP (one keyframe per 5 s clip)."""
     folder.mkdir(parents=True, exist_ok=True)
     clips = []
@@ -265,8 +266,8 @@ def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4
         args = [ffmpeg(), "-v", "error", "-y", "-loop", "1", "-framerate", str(FPS), "-t", str(seconds), "-i", str(photo)]
         if audio(n):
             args += ["-f", "lavfi", "-t", str(seconds), "-i", f"sine=frequency={220 * (n + 1)}:sample_rate=48000"]
-        args += ["-vf", move, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                 "-r", str(FPS)]
+        args += ["-vf", move, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-maxrate", "15M",
+                 "-bufsize", "15M", "-pix_fmt", "yuv420p", "-r", str(FPS)]
         if keyint:
             args += ["-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0"]
         if audio(n):
