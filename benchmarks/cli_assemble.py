@@ -122,8 +122,15 @@ def main() -> None:
     parser.add_argument("--no-moviepy", action="store_true", help="skip moviepy's crossfade (~5 min at 1080p)")
     parser.add_argument("--no-crossfades", action="store_true", help="hard cuts only")
     parser.add_argument("--profile", action="store_true", help="also profile the hard-cut command")
+    parser.add_argument("--cases", default="cuts,silent,smart,xfade,moviepy,g24",
+                        help="comma-separated subset of cuts,silent,smart,xfade,moviepy,g24 (each with its baseline)")
     parser.add_argument("--grain", type=int, default=4, help="clip grain (sets the bitrate; 4 = 7-15 Mb/s at 1080p)")
     args = parser.parse_args()
+    wanted = set(args.cases.split(","))
+    if args.no_moviepy:
+        wanted.discard("moviepy")
+    if args.no_crossfades:
+        wanted -= {"smart", "xfade", "moviepy", "g24"}
     width, height, count = (1280, 720, 3) if args.quick else (1920, 1080, 6)
     runs = args.runs or (1 if args.quick else 3)
     slow_runs = 1 if args.quick else max(1, runs // 2)  # crossfade cases take a minute or more each
@@ -136,45 +143,49 @@ def main() -> None:
         print(f"clips {width}x{height}, Mb/s: {harness.bitrates(clips)}; audio on "
               f"{[n + 1 for n, c in enumerate(clips) if harness.has_audio(c)]}")
 
-        cuts = render_project(folder / "cuts", clips, transition="cut", report=report)
-        quiet = render_project(folder / "silent", silent, transition="cut", report=report)
+        if "cuts" in wanted or args.profile:
+            cuts = render_project(folder / "cuts", clips, transition="cut", report=report)
+        if "cuts" in wanted:
+            c2 = baseline(harness.concat_copy_audio_once(clips, folder / "c2.mp4"), runs)
+            report.add("c2: ffmpeg concat copy + audio rendered once", "ffmpeg -f concat -c:v copy + audio filter, "
+                       "one AAC encode (assembly-baseline.md c2)", c2)
+            ours, command = assemble(cuts, runs)
+            harness.ratio_row(report, "storyboard assemble, hard cuts", command, ours, c2, limit=1.5, baseline_name="c2")
 
-        c2 = baseline(harness.concat_copy_audio_once(clips, folder / "c2.mp4"), runs)
-        report.add("c2: ffmpeg concat copy + audio rendered once", "ffmpeg -f concat -c:v copy + audio filter, "
-                   "one AAC encode (assembly-baseline.md c2)", c2)
-        ours, command = assemble(cuts, runs)
-        harness.ratio_row(report, "storyboard assemble, hard cuts", command, ours, c2, limit=1.5, baseline_name="c2")
-
-        c = baseline(harness.concat_copy(silent, folder / "c.mp4"), runs)
-        report.add("c: ffmpeg concat copy (no audio)", "ffmpeg -f concat -safe 0 -i list.txt -c copy "
-                   "(assembly-baseline.md c)", c)
-        ours, command = assemble(quiet, runs)
-        harness.ratio_row(report, "storyboard assemble, hard cuts, no audio", command, ours, c, limit=1.2, plus=0.3,
-                          baseline_name="c")
+        if "silent" in wanted:
+            quiet = render_project(folder / "silent", silent, transition="cut", report=report)
+            c = baseline(harness.concat_copy(silent, folder / "c.mp4"), runs)
+            report.add("c: ffmpeg concat copy (no audio)", "ffmpeg -f concat -safe 0 -i list.txt -c copy "
+                       "(assembly-baseline.md c)", c)
+            ours, command = assemble(quiet, runs)
+            harness.ratio_row(report, "storyboard assemble, hard cuts, no audio", command, ours, c, limit=1.2,
+                              plus=0.3, baseline_name="c")
 
         if args.profile:
             profile(cuts)
 
-        if not args.no_crossfades:
-            xfade = render_project(folder / "xfade", clips, transition=f"crossfade {XFADE}", report=report)
+        smart = ours_xfade = moviepy = None
+        if wanted & {"smart", "g24", "xfade"}:
             g24_clips = harness.make_clips(folder / "clips-g24", count, width, height, args.grain, keyint=FPS)
-            xfade_g24 = render_project(folder / "xfade-g24", g24_clips, transition=f"crossfade {XFADE}", report=report)
-
             smart = baseline(harness.smart_render(g24_clips, folder / "smart.mp4"), runs)
             report.add("e: smart render, veryfast, 1 s GOP clips", "ffmpeg: bodies -c copy to .ts, transitions xfade "
                        "libx264 veryfast crf 23, concat copy + acrossfade audio (assembly-baseline.md e)", smart)
+        if "moviepy" in wanted:
+            moviepy = baseline(harness.moviepy_crossfade(clips, folder / "moviepy.mp4"), 1)
+            report.add("b: moviepy 2.x crossfades (CrossFadeIn + padding, defaults)",
+                       "python -c '<moviepy CrossFadeIn(0.5), compose, padding=-0.5, write_videofile defaults>'",
+                       moviepy)
+        if "xfade" in wanted:
+            xfade = render_project(folder / "xfade", clips, transition=f"crossfade {XFADE}", report=report)
             ours_xfade, command = assemble(xfade, slow_runs)
-            moviepy = None
-            if not args.no_moviepy:
-                moviepy = baseline(harness.moviepy_crossfade(clips, folder / "moviepy.mp4"), 1)
-                report.add("b: moviepy 2.x crossfades (CrossFadeIn + padding, defaults)",
-                           "python -c '<moviepy CrossFadeIn(0.5), compose, padding=-0.5, write_videofile defaults>'",
-                           moviepy)
             if moviepy is not None:
                 harness.ratio_row(report, "storyboard assemble, 0.5 s crossfades", command, ours_xfade, moviepy,
                                   limit=5, faster=True, baseline_name="moviepy")
-            harness.ratio_row(report, "storyboard assemble, crossfades (vs smart render)", command, ours_xfade, smart,
-                              limit=1.5, baseline_name="smart render")
+            if smart is not None:
+                harness.ratio_row(report, "storyboard assemble, crossfades (vs smart render)", command, ours_xfade,
+                                  smart, limit=1.5, baseline_name="smart render")
+        if "g24" in wanted and smart is not None:
+            xfade_g24 = render_project(folder / "xfade-g24", g24_clips, transition=f"crossfade {XFADE}", report=report)
             ours_g24, command = assemble(xfade_g24, slow_runs)
             harness.ratio_row(report, "storyboard assemble, crossfades, 1 s GOP clips", command, ours_g24, smart,
                               limit=1.5, baseline_name="smart render")
