@@ -1,14 +1,29 @@
 """The error tree of storyboard.
 
 Why a tree: the command line decides what to show and which exit code to use from the kind of
-error alone. Three families exist:
+error alone, and the render engine decides what a failed call means for the money from the kind
+alone (never from a provider's name, a ``details`` key or ``money_spent is None``)::
 
-* ``UserError``: the user can fix it (a bad storyboard, a missing image, a budget too small).
-  Shown without a traceback, always with what to do. ``StoryboardInvalid`` aggregates every
-  ``Problem`` found in one pass, each located at ``file:line:col``.
-* ``ProviderError``: a provider (Kling) refused or failed. Carries the HTTP status, the Kling
-  business ``code``, the ``request_id`` and, crucially, whether money may have been spent.
-* ``InternalError``: a bug in storyboard. Keep the traceback.
+    StoryboardError
+    ├── UserError                  the user can fix it; shown without a traceback, with a hint
+    │   ├── StoryboardInvalid      every Problem of one pass, each at file:line:col
+    │   └── BudgetExceeded         --max-cost cannot cover the next paid request
+    ├── ProviderError              a provider (Kling) refused or failed a call
+    │   ├── NeverArrived           provably not received (connect error, DNS, refused): safe to resend
+    │   ├── Ambiguous              outcome unknown (read timeout after sending, 5000/5002 on a create):
+    │   │                          look the task up by its external id before anything is sent again
+    │   ├── Rejected               the API refused the body or parameters: nothing was spent
+    │   │   └── ExternalIdInUse    a create refused because its external_task_id names an existing
+    │   │                          task; that task is the one to adopt, never a reason to pay again
+    │   ├── RateLimited            1302/1303, HTTP 429, 5001 maintenance: retry later, nothing spent
+    │   ├── AccountError           auth, balance, permissions: stop every new create of the run
+    │   ├── TaskFailed             accepted, then failed; ``units_charged`` says what it cost
+    │   └── DownloadFailed         the result exists and is paid for, fetching it failed
+    └── InternalError              a bug in storyboard: keep the traceback
+
+``ProviderError`` keeps its fields for callers that show them (message, status, Kling ``code``,
+``request_id``, ``money_spent``, ``retryable``, ``hint``, ``details``); each subclass sets the
+defaults its kind implies. ``except ProviderError`` still catches every one of them.
 
 No error message may contain a secret: providers scrub their messages before raising.
 """
@@ -86,11 +101,11 @@ class BudgetExceeded(UserError):
 
 @dataclass
 class ProviderError(StoryboardError):
-    """A provider refused or failed a call.
+    """A provider refused or failed a call; raise one of the subclasses where the kind is known.
 
     ``money_spent`` is the honest answer to "did this cost me?": ``False`` when the request never
-    reached Kling or Kling refused it, ``True`` when a task ran, ``None`` when unknown.
-    ``retryable`` says whether the same call may be sent again after a back-off.
+    reached Kling or Kling refused it, ``True`` when a task ran, ``None`` when unknown; it is for
+    display. ``retryable`` says whether the same call may be sent again after a back-off.
     """
 
     message: str
@@ -111,6 +126,71 @@ class ProviderError(StoryboardError):
             bits.append(f"(Kling code {self.code}" + (f", request {self.request_id})" if self.request_id else ")"))
         text = " ".join(bits)
         return f"{text}\n  {self.hint}" if self.hint else text
+
+
+@dataclass
+class NeverArrived(ProviderError):
+    """The call provably never reached the provider (connect error, DNS, refused): safe to resend."""
+
+    retryable: bool = True
+
+
+@dataclass
+class Ambiguous(ProviderError):
+    """The call may have arrived and the answer was lost (read timeout, dropped line, 5000/5002).
+
+    For a create it is unknown whether a task exists (and will be charged): look it up by its
+    ``external_task_id`` before anything is sent again.
+    """
+
+    money_spent: bool | None = None
+    retryable: bool = True
+
+
+@dataclass
+class Rejected(ProviderError):
+    """The API refused the call's body or parameters (1200-1203, 1300, 1301): nothing was spent."""
+
+
+@dataclass
+class ExternalIdInUse(Rejected):
+    """A create refused because its ``external_task_id`` is already used on the account.
+
+    Why its own kind: the task it names was paid for by an earlier render (a deleted or copied
+    journal), so it is adopted (followed and downloaded) instead of paid again under a new id.
+    ``task_id`` is the existing task when the provider said which one.
+    """
+
+    task_id: str | None = None
+    external_task_id: str = ""
+
+
+@dataclass
+class RateLimited(ProviderError):
+    """The provider asked to come back later (1302/1303, HTTP 429, 5001): nothing was spent."""
+
+    retryable: bool = True
+
+
+@dataclass
+class AccountError(ProviderError):
+    """Credentials, balance or permissions (1000-1004, 1100-1103, 1304): no create of the run can succeed."""
+
+
+@dataclass
+class TaskFailed(ProviderError):
+    """The provider accepted the task, then failed it; ``units_charged`` is what that cost (0 if free)."""
+
+    task_id: str | None = None
+    units_charged: float = 0.0
+
+
+@dataclass
+class DownloadFailed(ProviderError):
+    """The task succeeded (and is paid for) but its result could not be fetched intact."""
+
+    money_spent: bool | None = True
+    retryable: bool = True
 
 
 class InternalError(StoryboardError):

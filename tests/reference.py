@@ -1,15 +1,14 @@
-"""Where the shared protocol reference lives: ``../shared`` beside the repository.
+"""Where the tests' protocol fixtures and sample media live: inside the repository.
 
-Why not a fixed path: CI clones the repository into a fresh folder with ``shared/`` beside it, so
-the reference is found relative to this checkout (``STORYBOARD_SHARED`` overrides it).
+Why inside: a user's clone has nothing beside it, so the README's test command must pass with the
+repository alone. The fixtures are a copy (see ``tests/data/README.md``); the photographs are the
+example projects' own, credited in their ``LICENSES.md``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("STORYBOARD_SHARED") or REPO.parent / "shared")
-KLING_FIXTURES = SHARED / "kling-fixtures.json"
-MEDIA = SHARED / "media"
+KLING_FIXTURES = REPO / "tests" / "data" / "kling-fixtures.json"
+MEDIA = REPO / "projects" / "cat-boards" / "refs"

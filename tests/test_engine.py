@@ -8,6 +8,7 @@ charged.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -366,3 +367,193 @@ def test_no_secret_in_journal_clips_events_or_errors(tmp_path):
     for secret in secrets:
         assert not any(secret in blob for blob in blobs)
         assert not fake.requests_containing(secret)
+
+
+# ---- adoption: the account remembers what the journal forgot ------------------------------------
+
+ACCOUNTS = {
+    "found-by-lookup": {},
+    "create-refused-1201": {"lookup_conventions": {"flag"}},
+    "create-returns-existing": {"lookup_conventions": {"flag"}, "duplicate_external_id": "return_existing"},
+}
+"""How the fake account meets a second render of the same requests: the quick lookup before the
+create finds the task, or (the path slot not answering external ids) the create is sent and Kling
+refuses it with 1201 naming the task, or answers with the existing task."""
+
+
+@pytest.mark.parametrize("account", sorted(ACCOUNTS))
+def test_a_deleted_journal_adopts_every_paid_task_and_creates_nothing(tmp_path, account):
+    import shutil
+
+    fake = FakeKling(**ACCOUNTS[account])
+    plan = make_plan([t2v(i) for i in range(3)])
+    assert render(plan, tmp_path, fake).ok
+    charged, attempts = fake.charged_units, fake.create_attempts
+    shutil.rmtree(tmp_path / ".storyboard")
+    events: list[engine.RenderEvent] = []
+    again = render(plan, tmp_path, fake, events=events.append)
+    assert again.ok, again.failed
+    assert sorted(again.adopted) == ["r00", "r01", "r02"] and again.done == [] and again.units_spent == 0
+    assert again.units_resumed == pytest.approx(charged) and fake.charged_units == charged
+    assert sum(fake.creates.values()) == 3
+    assert fake.create_attempts == attempts + (0 if account == "found-by-lookup" else 3)
+    adopted = [e for e in events if e.state == "adopted"]
+    assert len(adopted) == 3 and all("adopted (already paid)" in e.message for e in adopted)
+    with Journal.open(tmp_path) as journal:
+        assert all(r.adopted for r in journal.records("kling"))
+    assert_paid_once_and_intact(plan, tmp_path, fake)
+    third = render(plan, tmp_path, fake)
+    assert sorted(third.reused) == ["r00", "r01", "r02"] and sum(fake.creates.values()) == 3
+
+
+def test_adoption_skips_a_failed_earlier_attempt_and_takes_the_retry(tmp_path):
+    import shutil
+
+    fake = FakeKling()
+    plan = make_plan([t2v(0), t2v(1)])
+    fake.script(plan.requests[1].external_task_id, fail="content moderation", times=1)
+    render(plan, tmp_path, fake)
+    assert render(plan, tmp_path, fake).ok  # r01 paid under its -2 id
+    shutil.rmtree(tmp_path / ".storyboard")
+    again = render(plan, tmp_path, fake)
+    assert again.ok and sorted(again.adopted) == ["r00", "r01"]
+    assert dict(fake.creates) == {plan.requests[0].external_task_id: 1, plan.requests[1].external_task_id: 1,
+                                  plan.requests[1].external_task_id + "-2": 1}
+    with Journal.open(tmp_path) as journal:
+        record = journal.get("kling", plan.requests[1].key)
+        assert (record.attempt, record.external_task_id, record.adopted) == (2, plan.requests[1].external_task_id + "-2", True)
+
+
+def test_a_failed_task_found_on_the_account_is_retried_under_the_next_id(tmp_path):
+    import shutil
+
+    fake = FakeKling()
+    plan = make_plan([t2v(0)])
+    fake.script(plan.requests[0].external_task_id, fail="content moderation", times=1)
+    assert not render(plan, tmp_path, fake).ok
+    shutil.rmtree(tmp_path / ".storyboard")
+    again = render(plan, tmp_path, fake)
+    assert again.ok and again.done == ["r00"] and again.adopted == []
+    assert fake.creates[plan.requests[0].external_task_id + "-2"] == 1
+    assert fake.creates[plan.requests[0].external_task_id] == 1
+
+
+def test_the_preview_never_looks_for_paid_tasks(tmp_path):
+    from storyboard.render.providers.preview import PreviewProvider
+
+    class Counting(PreviewProvider):
+        lookups = 0
+
+        async def lookup(self, job, *, thorough=True):
+            Counting.lookups += 1
+            return await super().lookup(job, thorough=thorough)
+
+    plan = make_plan([t2v(0)])
+
+    async def go():
+        return await engine.render(plan, tmp_path, Counting(tmp_path), sleep=no_sleep)
+
+    result = asyncio.run(go())
+    assert result.ok and result.done == ["r00"] and Counting.lookups == 0
+    assert engine.is_free("preview") and not engine.is_free("kling") and engine.is_free(Counting(tmp_path))
+
+
+# ---- results checked against what was asked and what Kling reports ---------------------------------
+
+
+def five_second_request(index: int = 0) -> Request:
+    text = f"five seconds of a lighthouse, take {index}"
+    body = {"model_name": "kling-v3", "prompt": text, "mode": "std", "duration": "5", "aspect_ratio": "16:9"}
+    return make_request("text2video", body=body, key=f"5{index}".ljust(64, "f"), duration=5, id=f"r5{index}")
+
+
+@pytest.mark.parametrize("seconds, frames", [(5.041, 121), (5.1, 122)])
+def test_results_a_frame_or_two_long_as_kling_reports_them_are_accepted(tmp_path, seconds, frames):
+    fake = FakeKling()
+    request = five_second_request()
+    fake.script(request.external_task_id, video_seconds=seconds)
+    result = render(make_plan([request]), tmp_path, fake)
+    assert result.ok, result.failed
+    assert probe(result.clips[request.key]).frames == frames
+    with Journal.open(tmp_path) as journal:
+        assert journal.get("kling", request.key).reported_duration == pytest.approx(seconds)
+    assert render(make_plan([request]), tmp_path, fake).reused == ["r50"], "and still accepted on a rerun"
+
+
+@pytest.mark.parametrize("video, reported", [(4.2, None), (4.2, 5.0), (5.0, 4.2)])
+def test_a_result_clearly_off_is_refused_saying_what_was_paid(tmp_path, video, reported):
+    fake = FakeKling()
+    request = five_second_request()
+    fake.script(request.external_task_id, video_seconds=video, reported_seconds=reported)
+    result = render(make_plan([request]), tmp_path, fake)
+    assert not result.ok and not result.clips
+    (reason,) = [why for _, why in result.failed]
+    assert "refused" in reason and "more than 0.5 s off" in reason
+    assert "paid for (3 units, $0.42)" in reason and "no new charge" in reason
+    assert not engine.clip_path(tmp_path, "kling", request.key).exists()
+    task_id = fake.task_by_external_id(request.external_task_id).task_id
+    assert fake.downloads[task_id] == 1, "a wrong length is not fetched again and again"
+    rerun = render(make_plan([request]), tmp_path, fake)
+    assert not rerun.ok and sum(fake.creates.values()) == 1, "refusing a result never pays for another"
+
+
+def test_check_clip_tolerances_and_broken_files(tmp_path):
+    from tests.fakes.videos import result_video_path
+
+    request = five_second_request()
+    clip = result_video_path((5.1,))
+    assert engine.check_clip(clip, request) is None
+    assert engine.check_clip(clip, request, reported=5.1) is None
+    assert "the provider reported 4.5 s" in engine.verify_clip(clip, request, reported=4.5)
+    short = result_video_path((4.2,))
+    problem = engine.check_clip(short, request)
+    assert problem is not None and not problem.broken and "4.208 s long (101 frames at 24 fps)" in problem.text
+    motion = request.model_copy(update={"family": "motion-control"})
+    assert engine.check_clip(short, motion) is None, "motion control follows the reference video's length"
+    assert engine.check_clip(short, motion, reported=5.0) is not None
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
+    assert engine.check_clip(garbage, request).broken
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    assert engine.check_clip(truncated, request).broken
+    import subprocess
+
+    from storyboard.media import ffmpeg_exe
+
+    audio_only = tmp_path / "audio.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=5", "-c:a", "aac",
+                    str(audio_only)], check=True)
+    problem = engine.check_clip(audio_only, request)
+    assert problem.broken and "no video stream" in problem.text
+
+
+class NamelessRefusals(httpx.AsyncBaseTransport):
+    """The fake, but a 1201 for a used external id does not say which task holds it."""
+
+    def __init__(self, fake: FakeKling) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code == 400:
+            body = json.loads(await response.aread())
+            body["message"] = body["message"].split(" by task ")[0]
+            return httpx.Response(400, json=body)
+        return response
+
+
+def test_a_used_external_id_whose_task_cannot_be_found_is_never_paid_again(tmp_path):
+    import shutil
+
+    fake = FakeKling()
+    plan = make_plan([t2v(0)])
+    assert render(plan, tmp_path, fake).ok
+    shutil.rmtree(tmp_path / ".storyboard")
+    fake.lookup_conventions = frozenset()  # this account answers no lookup by external id
+    for _ in range(2):
+        result = render(plan, tmp_path, fake, transport=NamelessRefusals(fake))
+        assert not result.ok and "already used" in result.failed[0][1] and "nothing was sent again" in result.failed[0][1]
+    assert dict(fake.creates) == {plan.requests[0].external_task_id: 1}, "no -2 attempt, ever"
+    with Journal.open(tmp_path) as journal:
+        assert journal.get("kling", plan.requests[0].key).state == "unknown"

@@ -185,6 +185,9 @@ def test_run_produces_every_declared_output(name, tmp_path, no_keys):
         facts = probe(video)
         assert (facts.width, facts.height) == (output.width, output.height)
         assert facts.fps == output.fps
-        for suffix in (".srt", ".otio", ".contact.png"):
+        for suffix in (".otio", ".edl", ".contact.png"):
             assert (project / "out" / f"{output.name}{suffix}").is_file()
+        captioned = any(shot.caption for shot in loaded.storyboard.shots)  # no empty .srt without captions
+        assert (project / "out" / f"{output.name}.srt").is_file() == captioned
+        assert (project / "out" / f"{output.name}_media").is_dir()
     assert not list(project.glob("*.mp4")), "nothing is written outside out/ and .storyboard/"

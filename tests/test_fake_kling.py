@@ -424,13 +424,47 @@ def test_three_query_styles_and_family_check(fake: FakeKling, client: httpx.Clie
     task_id = create(client, {**T2V, "external_task_id": "ext-9"}).json()["data"]["task_id"]
     by_id = client.get(f"/v1/videos/text2video/{task_id}").json()["data"]
     by_path = client.get("/v1/videos/text2video/ext-9").json()["data"]
-    by_param = client.get("/v1/videos/text2video", params={"external_task_id": "ext-9"}).json()["data"]
-    assert by_id["task_id"] == by_path["task_id"] == by_param["task_id"] == task_id
-    assert fake.polls[task_id] == 3
+    by_flag = client.get("/v1/videos/text2video/ext-9", params={"external_task_id": "true"}).json()["data"]
+    (by_param,) = client.get("/v1/videos/text2video", params={"external_task_id": "ext-9"}).json()["data"]
+    assert by_id["task_id"] == by_path["task_id"] == by_flag["task_id"] == by_param["task_id"] == task_id
+    assert fake.polls[task_id] == 3, "the list filter is a list: it does not advance the task"
     for url in (f"/v1/videos/image2video/{task_id}", "/v1/videos/omni-video/ext-9", "/v1/videos/text2video/nope",
-                "/v1/videos/text2video?external_task_id=nope"):
+                "/v1/videos/text2video/nope?external_task_id=true"):
         response = client.get(url)
         assert (response.status_code, response.json()["code"]) == (404, 1203), url
+    missing = client.get("/v1/videos/text2video", params={"external_task_id": "nope"}).json()
+    assert (missing["code"], missing["data"]) == (0, [])
+
+
+@pytest.mark.parametrize("only", ["path", "list_filter", "flag"])
+def test_each_lookup_convention_can_be_the_only_one(only: str) -> None:
+    fake = FakeKling(lookup_conventions={only})
+    with httpx.Client(transport=fake.transport(), base_url=fake.base_url,
+                      headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"}) as session:
+        task_id = create(session, {**T2V, "external_task_id": "ext-1"}).json()["data"]["task_id"]
+        path = session.get("/v1/videos/text2video/ext-1").json()
+        listed = session.get("/v1/videos/text2video", params={"external_task_id": "ext-1"}).json()
+        flag = session.get("/v1/videos/text2video/ext-1", params={"external_task_id": "true"}).json()
+        assert session.get(f"/v1/videos/text2video/{task_id}").json()["code"] == 0, "task ids always work"
+    answers = {"path": path, "list_filter": listed, "flag": flag}
+    for convention, answer in answers.items():
+        if convention == only:
+            found = answer["data"][0] if isinstance(answer["data"], list) else answer["data"]
+            assert answer["code"] == 0 and found["task_id"] == task_id
+        else:
+            assert answer["code"] == (1203 if convention == "path" else 1201), (convention, answer)
+
+
+def test_an_ignored_list_filter_serves_the_whole_list() -> None:
+    fake = FakeKling(lookup_conventions={"path"}, list_filter_unsupported="ignore")
+    with httpx.Client(transport=fake.transport(), base_url=fake.base_url,
+                      headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"}) as session:
+        for number in range(3):
+            create(session, {**T2V, "external_task_id": f"e{number}"})
+        page = session.get("/v1/videos/text2video", params={"external_task_id": "e0", "pageNum": 1, "pageSize": 2})
+    assert len(page.json()["data"]) == 2, "the filter is not applied, paging still is"
+    with pytest.raises(ValueError, match="lookup_conventions"):
+        FakeKling(lookup_conventions={"query"})
 
 
 def test_list_newest_first_with_paging(client: httpx.Client, fake: FakeKling) -> None:
@@ -458,12 +492,35 @@ def test_duplicate_external_id_rejected_by_default(fake: FakeKling, client: http
 
 
 def test_duplicate_external_id_can_return_existing() -> None:
-    fake = FakeKling(duplicate_external_id="return_existing")
+    fake = FakeKling(duplicate_external_id="return_existing", polls_to_finish=1)
     with httpx.Client(transport=fake.transport(), base_url=fake.base_url,
                       headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"}) as session:
         first = create(session, {**T2V, "external_task_id": "dup"}).json()["data"]["task_id"]
-        second = create(session, {**T2V, "external_task_id": "dup"}).json()["data"]["task_id"]
-    assert first == second and fake.creates == {"dup": 1} and fake.create_attempts == 2
+        session.get(f"/v1/videos/text2video/{first}")
+        second = create(session, {**T2V, "external_task_id": "dup"}).json()["data"]
+    assert first == second["task_id"] and fake.creates == {"dup": 1} and fake.create_attempts == 2
+    assert second["task_status"] == "succeed" and second["task_result"]["videos"], "the task as it is now"
+
+
+def test_duplicate_message_names_the_existing_task(fake: FakeKling, client: httpx.Client) -> None:
+    task_id = create(client, {**T2V, "external_task_id": "sb-0123abc"}).json()["data"]["task_id"]
+    again = create(client, {**T2V, "prompt": "another prompt", "external_task_id": "sb-0123abc"}).json()
+    assert again["message"] == f"external_task_id: 'sb-0123abc' is already used by task {task_id}; it must be unique"
+
+
+@pytest.mark.parametrize("video, reported, expected_frames, text", [
+    (5.041, None, 121, "5.041"), (5.1, None, 122, "5.1"), (4.2, 5.1, 101, "5.1")])
+def test_scripted_result_length_and_reported_duration(fake: FakeKling, client: httpx.Client, tmp_path: Path,
+                                                      video: float, reported: float | None, expected_frames: int,
+                                                      text: str) -> None:
+    fake.script("odd-length", video_seconds=video, reported_seconds=reported)
+    task_id = create(client, {**T2V, "external_task_id": "odd-length"}).json()["data"]["task_id"]
+    data = poll_until_done(client, "text2video", task_id)
+    result = data["task_result"]["videos"][0]
+    assert result["duration"] == text
+    path = tmp_path / "odd.mp4"
+    path.write_bytes(client.get(result["url"]).content)
+    assert probe(path).frames == expected_frames
 
 
 def test_creates_without_external_id_count_under_empty_key(fake: FakeKling, client: httpx.Client) -> None:

@@ -109,3 +109,41 @@ def test_elements_and_runs(tmp_path):
         journal.finish_run(run_id, "ok")
         (run,) = journal.runs()
         assert (run.provider, run.outcome, run.units_spent) == ("kling", "ok", pytest.approx(4.2))
+
+
+def test_a_version_1_journal_is_upgraded_in_place_keeping_its_rows(tmp_path):
+    path = journal_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO requests (provider, key, request_id, state, attempt, external_task_id, task_id, units,"
+               " claimed_at, updated_at) VALUES ('kling', ?, 'r01', 'succeeded', 1, ?, '8661', 1.8, 1, 1)", (KEY, BASE))
+    db.commit()
+    db.close()
+    with Journal.open(tmp_path) as journal:
+        assert journal.schema_version == len(MIGRATIONS) >= 2
+        record = journal.get("kling", KEY)
+        assert (record.state, record.task_id, record.units) == ("succeeded", "8661", 1.8)
+        assert record.adopted is False and record.reported_duration is None
+        journal.mark_succeeded("kling", KEY, "https://cdn/x.mp4", 1.8, duration=5.041)
+        assert journal.get("kling", KEY).reported_duration == 5.041
+
+
+def test_adopted_rows_start_submitted_and_replace_only_failed_rows_or_vanished_clip_notes(tmp_path):
+    with Journal.open(tmp_path) as journal:
+        record = journal.adopt("kling", KEY, "r01", BASE, 1, "8661", 1.8, None)
+        assert (record.state, record.adopted, record.money_spent, record.task_id) == ("submitted", True, True, "8661")
+        with pytest.raises(AlreadyClaimed):  # a live row is never replaced
+            journal.adopt("kling", KEY, "r01", BASE, 1, "8661", 1.8, None)
+        journal.mark_failed("kling", KEY, "an earlier render's task had failed", money_spent=True, units=0.3)
+        second = journal.adopt("kling", KEY, "r01", BASE + "-2", 2, "8662", 1.8, None)
+        assert (second.attempt, second.external_task_id, second.prior_units, second.adopted) == (2, BASE + "-2", 0.3, True)
+        journal.mark_succeeded("kling", KEY, "u", 1.8)
+        assert journal.units_charged("kling") == pytest.approx(2.1)
+        other = "cd" * 32
+        journal.record_reused_clip("kling", other, "r02", BASE, "/gone.mp4")
+        assert journal.adopt("kling", other, "r02", BASE, 1, "8663", 1.8, None).state == "submitted"
+        journal.mark_failed("kling", other, "x", money_spent=False)
+        reclaimed = journal.claim("kling", other, "r02", BASE, 1.8, None)
+        assert (reclaimed.adopted, reclaimed.attempt) == (False, 2), "a re-claim is our own create again"

@@ -12,16 +12,18 @@ import asyncio
 import base64
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 
-from storyboard.errors import ProviderError
+from storyboard.errors import AccountError, Ambiguous, ExternalIdInUse, Rejected
 from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.render.providers.base import Job
-from storyboard.render.providers.kling import KlingCredentials, KlingProvider, resolve_body
+from storyboard.render.providers.kling import KlingCredentials, KlingProvider, resolve_body, task_state
+from tests.fakes.kling import FakeKling
 from tests.fakes.videos import result_video
 from tests.reference import KLING_FIXTURES
 
@@ -207,10 +209,10 @@ def test_expired_token_is_regenerated_once_then_fatal():
     provider2, _ = make_provider(kling2)
     kling2.fault("create", (401, 1002, False))
     kling2.fault("create", (401, 1002, False))
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(AccountError) as caught:
         run(provider2.create(Job(request=make_request(), project_dir=Path("."))))
     assert caught.value.code == 1002 and caught.value.money_spent is False
-    assert caught.value.details["fatal_account"] and len(kling2.posts) == 2
+    assert len(kling2.posts) == 2
 
 
 # ---- bodies ---------------------------------------------------------------------------------
@@ -276,10 +278,10 @@ def test_fatal_429_codes_are_not_retried(code):
     kling = MiniKling()
     provider, sleeps = make_provider(kling)
     kling.fault("create", (429, code, False))
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(AccountError) as caught:
         run(provider.create(Job(request=make_request(), project_dir=Path("."))))
     assert len(kling.posts) == 1 and sleeps == []
-    assert caught.value.code == code and caught.value.money_spent is False and caught.value.details["fatal_account"]
+    assert caught.value.code == code and caught.value.money_spent is False
     if code == 1102:
         assert "resource pack is used up" in caught.value.message and "buy units" in caught.value.hint
 
@@ -333,7 +335,7 @@ def test_failed_lookup_after_ambiguous_create_reports_unknown_money():
     kling.fault("create", (500, 5000, True))
     for _ in range(4):
         kling.fault("query", (503, 5001, False))
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(Ambiguous) as caught:
         run(provider.create(Job(request=make_request(), project_dir=Path("."))))
     assert caught.value.money_spent is None and len(kling.posts) == 1
 
@@ -411,7 +413,7 @@ def test_secrets_never_in_reprs_or_error_messages():
 
     leaky = KlingProvider(KlingCredentials(access_key=AK, secret_key=SK, base_url="https://api.test"),
                           transport=httpx.MockTransport(echo_secrets), clock=lambda: NOW)
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(Rejected) as caught:
         run(leaky.create(job))
     text = str(caught.value) + repr(caught.value) + repr(leaky) + repr(leaky._credentials)
     for secret in (AK, SK, token):
@@ -431,3 +433,123 @@ def test_credentials_from_env_and_dotenv_without_polluting_environ(tmp_path, mon
     monkeypatch.setenv("KLINGAI_API_KEY", "only-an-api-key")
     (tmp_path / ".env").unlink()
     assert KlingCredentials.from_env(tmp_path).kind == "API key"
+
+
+# ---- lookup conventions and adoption, against the stateful fake -------------------------------
+
+
+def fake_provider(fake, **options) -> KlingProvider:
+    credentials = KlingCredentials(access_key=fake.access_key, secret_key=fake.secret_key, base_url=fake.base_url)
+
+    async def no_sleep(_seconds: float) -> None:
+        return None
+
+    return KlingProvider(credentials, transport=fake.transport(), sleep=no_sleep, **options)
+
+
+def fake_job(prompt: str = "a lighthouse at dusk", key: str = "b" * 64) -> Job:
+    body = {"model_name": "kling-v3", "prompt": prompt, "mode": "std", "duration": "3", "aspect_ratio": "16:9"}
+    return Job(request=make_request(body=body, key=key, duration=3), project_dir=Path("."))
+
+
+def lookups_sent(fake) -> list[str]:
+    return [f"{r.url.path}?{r.url.query.decode()}" for r in fake.requests_log if r.method == "GET"]
+
+
+@pytest.mark.parametrize("only, expected", [
+    ("path", "path"), ("list_filter", "list_filter"), ("flag", "flag")])
+def test_lookup_tries_each_convention_in_order_and_remembers_the_one_that_worked(only, expected):
+    fake = FakeKling(lookup_conventions={only})
+    provider = fake_provider(fake)
+    job = fake_job()
+    created = run(provider.create(job))
+    other = fake_job("a gull over the sea", key="c" * 64)
+    run(provider.create(other))
+    fake.requests_log.clear()
+    found = run(provider.lookup(job))
+    assert found is not None and found.task_id == created.task_id and not found.adopted
+    assert provider.lookup_convention == expected
+    tried = lookups_sent(fake)
+    order = ["path", "list_filter", "flag"]
+    assert len(tried) >= order.index(only) + 1
+    # the path slot first, then the list filter, then the flag: each at most once here
+    assert tried[0].endswith(f"/{job.external_task_id}?")
+    if only != "path":
+        assert "external_task_id=" + job.external_task_id in tried[1] and "pageNum=1" in tried[1]
+    if only == "flag":
+        assert tried[2].endswith(f"/{job.external_task_id}?external_task_id=true")
+    fake.requests_log.clear()
+    assert run(provider.lookup(other)).task_id != created.task_id
+    assert len(lookups_sent(fake)) == 1, "the remembered convention is used straight away"
+    fake.requests_log.clear()
+    assert run(provider.lookup(fake_job("never sent", key="d" * 64))) is None
+    assert len(lookups_sent(fake)) == 1, "a miss of the proven convention is trusted"
+
+
+def test_list_filter_pages_through_a_server_that_ignores_it():
+    fake = FakeKling(lookup_conventions={"flag"}, list_filter_unsupported="ignore")
+    provider = fake_provider(fake, lookup_page_size=2)
+    job = fake_job()
+    created = run(provider.create(job))
+    start = time.time()
+    for index in range(4):  # newer tasks push ours to the third page
+        fake.clock = lambda later=start + 10 * (index + 1): later
+        run(provider.create(fake_job(f"later shot {index}", key=f"{index}" * 64)))
+    found = run(provider.lookup(job))
+    assert found is not None and found.task_id == created.task_id
+    assert provider.lookup_convention == "list_filter"
+    pages = [u for u in lookups_sent(fake) if "pageNum=" in u]
+    assert [p.split("pageNum=")[1].split("&")[0] for p in pages] == ["1", "2", "3"]
+
+
+def test_quick_lookup_makes_one_documented_call():
+    fake = FakeKling(lookup_conventions={"flag"})
+    provider = fake_provider(fake)
+    job = fake_job()
+    run(provider.create(job))
+    fake.requests_log.clear()
+    assert run(provider.lookup(job, thorough=False)) is None
+    assert lookups_sent(fake) == [f"{job.request.endpoint}/{job.external_task_id}?"]
+    assert provider.lookup_convention is None, "a miss proves nothing"
+
+
+@pytest.mark.parametrize("behaviour", ["reject", "return_existing"])
+@pytest.mark.parametrize("path_lookup", [True, False])
+def test_a_create_under_a_used_external_id_adopts_the_existing_task(behaviour, path_lookup):
+    fake = FakeKling(duplicate_external_id=behaviour, polls_to_finish=1,
+                     lookup_conventions={"path", "list_filter", "flag"} if path_lookup else {"flag"})
+    first = fake_provider(fake)
+    job = fake_job()
+    created = run(first.create(job))
+    run(first.query(job, created.task_id))  # it ran and was paid for
+    charged = fake.charged_units
+    again = run(fake_provider(fake).create(job))  # another journal, another client: the same account
+    assert again.adopted and again.task_id == created.task_id and again.status == "succeed"
+    assert fake.creates == {job.external_task_id: 1} and fake.create_attempts == 2
+    assert fake.charged_units == charged
+
+
+def test_a_used_external_id_that_cannot_be_found_is_not_re_sent():
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(400, json={"code": 1201, "request_id": "r",
+                                             "message": "external_task_id sb-bbbb is already used"})
+        return httpx.Response(404, json={"code": 1203, "message": "not found", "request_id": "r"})
+
+    posts = []
+    provider = KlingProvider(KlingCredentials(access_key=AK, secret_key=SK, base_url="https://api.test"),
+                             transport=httpx.MockTransport(lambda r: posts.append(r) or refuse(r)), clock=lambda: NOW)
+    with pytest.raises(ExternalIdInUse) as caught:
+        run(provider.create(fake_job()))
+    assert sum(1 for r in posts if r.method == "POST") == 1
+    assert caught.value.money_spent is False and "already paid" in str(caught.value)
+    assert "nothing was sent again" in caught.value.hint
+
+
+def test_reported_duration_is_read_from_the_result():
+    legacy = {"task_id": "8", "task_status": "succeed", "final_unit_deduction": "1.8",
+              "task_result": {"videos": [{"id": "v", "url": "https://cdn/x.mp4", "duration": "5.1"}]}}
+    assert task_state(legacy).duration == 5.1 and task_state(legacy).units_charged == 1.8
+    assert task_state({"task_id": "9", "task_status": "processing"}).duration is None
+    odd = {**legacy, "task_result": {"videos": [{"url": "u", "duration": "five"}]}}
+    assert task_state(odd).duration is None

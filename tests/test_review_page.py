@@ -122,3 +122,64 @@ def test_review_page_in_headless_chromium(tmp_path):
             browser.close()
 
 
+
+
+HOSTILE = [
+    "<!--", "<!--<script>", "</script>", "</SCRIPT >", "<script>alert(1)</script>", "]]>",
+    "<img src=x onerror=alert(1)>", "\u2028\u2029", "{{ 7*7 }}", "${alert(1)}", "' \" ` \\", "&amp; &lt;",
+    "\\u003c/script\\u003e", "\u202eevil", "<svg/onload=alert(1)>", "javascript:alert(1)",
+]
+
+
+def test_hostile_text_stays_text_in_headless_chromium(tmp_path):
+    """Prompts, captions and labels come from users: none may end the page's script or run code."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    out = tmp_path / "out"
+    nasty = " ".join(HOSTILE)
+    video = make_cut(out / "v" / "main.mp4", 1.0, "160x90")
+    facts = probe(video)
+    variants = tuple(
+        ReviewVariant(
+            id=f"v{index}", label=f"{text} label", assignment={"product": f"p{index}"}, status="assembled",
+            usd_estimated=0.1, usd_alone=0.1, usd_charged=0.1,
+            cuts=(ReviewCut("main", "v/main.mp4", facts.duration, "16:9", facts.width, facts.height),),
+            shots=(ReviewShot("open", f"prompt {text}", f"caption {text}", "r01-open", ""),),
+        )
+        for index, text in enumerate([nasty, *HOSTILE])
+    )
+    page_data = ReviewPage(
+        title=f"Title {nasty}", variables={"product": [(f"p{i}", f"P {t}") for i, t in enumerate([nasty, *HOSTILE])]},
+        variants=variants, usd_before=1.0, usd_after=1.0, provider="preview",
+    )
+    index = write_review_page(page_data, out)
+    html = index.read_text(encoding="utf-8")
+    script_block = html.split('id="review-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in script_block and ">" not in script_block and "&" not in script_block
+
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            dialogs: list[str] = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(index.as_uri())
+            page.wait_for_load_state("load")
+            cards = page.locator("article.card")
+            assert cards.count() == len(variants)
+            page.select_option("#filter-product", "p3")  # the page's own script still filters
+            visible = page.locator("article.card:visible")
+            assert visible.count() == 1 and visible.first.get_attribute("data-id") == "v3"
+            page.select_option("#filter-product", "")
+            assert page.locator("article.card:visible").count() == len(variants)
+            body = page.locator("body").inner_text()
+            for text in ("<!--<script>", "</script>", "<img src=x onerror=alert(1)>", "{{ 7*7 }}"):
+                assert text in body, text
+            assert page.locator("img[src=x]").count() == 0 and page.locator("svg").count() == 0
+            assert dialogs == [] and errors == []
+        finally:
+            browser.close()

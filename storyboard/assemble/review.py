@@ -223,13 +223,30 @@ _TEMPLATE = """<!doctype html>
 """
 
 
+
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+"""What JSON inside a ``<script>`` element must never contain literally.
+
+``</script>`` closes the element, ``<!--`` switches the HTML parser into its "script data escaped"
+state (a later ``<script>`` then swallows the page's own code), and U+2028/U+2029 end a line in
+older JavaScript parsers. As ``\\uXXXX`` escapes they are the same JSON strings, and inert.
+"""
+
+
+_SCRIPT_TABLE = str.maketrans(SCRIPT_ESCAPES)
+
+
+def script_json(data: object) -> str:
+    """``data`` as JSON that is safe to embed verbatim between ``<script>`` tags."""
+    return json.dumps(data, ensure_ascii=False).translate(_SCRIPT_TABLE)
+
+
 def render_review_page(page: ReviewPage) -> str:
     """The page's HTML (autoescaped; the embedded JSON cannot close its script tag)."""
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     template = environment.from_string(_TEMPLATE)
     statuses = list(dict.fromkeys(v.status for v in page.variants))
-    data = json.dumps(asdict(page), ensure_ascii=False).replace("</", "<\\/")
-    return template.render(page=page, statuses=statuses, data_json=Markup(data))
+    return template.render(page=page, statuses=statuses, data_json=Markup(script_json(asdict(page))))
 
 
 def write_review_page(page: ReviewPage, dest: Path) -> Path:

@@ -65,7 +65,7 @@ def assemble_project(loaded: LoadedStoryboard, plan: Plan, provider_name: str, o
             files = write_cut(cut, out_dir, work_dir=work_dir, task_ids=task_ids, costs=charged, progress=advance)
             progress.update(task, completed=1, total=1)
             report, video = files.report, files.video
-            written += [files.video, files.subtitles, files.timeline, files.contact_sheet] + ([files.edl] if files.edl else [])
+            written += [f for f in (files.video, files.subtitles, files.timeline, files.edl, files.contact_sheet) if f]
             console.print(
                 f"{video.relative_to(project_dir)}: {report.frames} frames, {report.duration:.2f} s, "
                 f"{report.path_taken} in {report.seconds:.1f} s",

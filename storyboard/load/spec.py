@@ -9,18 +9,24 @@ Conventions:
   suggest the closest valid key;
 * shorthand forms (a reference given as a bare path, ``element: true``, a transition given as
   ``"crossfade 0.5"``, a cut shot given as its id) are expanded in *before* validators, so the
-  rest of the code sees one explicit form only;
-* field names are the YAML keys.
+  rest of the code sees one explicit form only. Pydantic cannot see what a before validator
+  accepts, so every model with one also declares its short forms for the JSON Schema
+  (``json_schema_extra=_short_forms(...)``) right beside it: editors then accept what the loader
+  accepts (``tests/test_schema.py`` holds the two together);
+* every field has a description (editors show it on hover), and field names are the YAML keys;
+* a text style cascades: the fields a file sets replace those of its context's default style
+  (``CardStyle`` for title and end cards, ``TextStyle`` for captions), the others stay.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 
 ModelName = Literal[
     "kling-v3",
@@ -57,42 +63,92 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _short_forms(*forms: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that makes a model's schema ``anyOf: [*forms, the mapping]``.
+
+    Why: the short forms a ``mode="before"`` validator expands are invisible to pydantic's schema,
+    which then underlines valid files in editors. The mapping keeps ``additionalProperties:
+    false``, so a typo in the long form is still refused; the description moves to the ``anyOf``
+    so editors show it whichever form is written.
+    """
+
+    def extend(schema: dict[str, Any]) -> None:
+        mapping = dict(schema)
+        schema.clear()
+        if "description" in mapping:
+            schema["description"] = mapping.pop("description")
+        schema["anyOf"] = [*forms, mapping]
+
+    return extend
+
+
 class Settings(Strict):
     """Generation settings a shot inherits from ``defaults`` unless it sets them itself."""
 
-    model: ModelName | None = Field(None, description="Kling model_name, e.g. kling-v3.")
-    mode: Mode | None = Field(None, description="std = 720p, pro = 1080p, 4k = 2160p (kling-v3 family).")
-    aspect_ratio: AspectRatio | None = Field(None, description="Output aspect ratio of text-to-video requests.")
-    sound: bool | None = Field(None, description="Kling native audio (kling-v3, kling-v3-omni, kling-v2-6 pro).")
-    cfg_scale: float | None = Field(None, ge=0, le=1, description="Prompt adherence 0..1; not for kling-v2.x.")
-    negative_prompt: str | None = Field(None, description="What to avoid; at most 2500 characters.")
-    template: str | None = Field(None, description="Prompt template name (templates/<name>.j2).")
-    watermark: bool | None = Field(None, description="Ask Kling for a watermarked copy too.")
+    model: ModelName | None = Field(
+        None,
+        description="Kling model (model_name) that renders the shot, e.g. kling-v3; "
+        "what it can do (durations, sound, multi-shot, camera_control) is checked by validate.",
+    )
+    mode: Mode | None = Field(
+        None, description="Quality and resolution: std = 720p, pro = 1080p, 4k = 2160p (kling-v3 family only)."
+    )
+    aspect_ratio: AspectRatio | None = Field(
+        None,
+        description="Frame of text-to-video requests: 16:9, 9:16 or 1:1. "
+        "Image-to-video follows its start frame; outputs reframe to their own ratio.",
+    )
+    sound: bool | None = Field(
+        None, description="Ask Kling for native audio (kling-v3, kling-v3-omni, kling-v2-6 pro); costs more units."
+    )
+    cfg_scale: float | None = Field(
+        None, ge=0, le=1, description="Prompt adherence, 0 (free) to 1 (strict); Kling's default is 0.5; not on kling-v2.x."
+    )
+    negative_prompt: str | None = Field(None, description="What to avoid in the video; at most 2500 characters.")
+    template: str | None = Field(
+        None, description="Prompt template name: templates/<name>.j2 in the project, else a built-in one (motion)."
+    )
+    watermark: bool | None = Field(None, description="Also ask Kling for a watermarked copy of each clip.")
 
 
 class Defaults(Settings):
     """Project-wide settings; every field has a value so a shot can always resolve its own."""
 
-    model: ModelName = "kling-v3"
-    mode: Mode = "std"
-    aspect_ratio: AspectRatio = "16:9"
-    sound: bool = False
-    template: str = "motion"
-    watermark: bool = False
-    strategy: Strategy = Field("auto", description="auto packs shots into multi-shot requests where the model allows it.")
+    model: ModelName = Field("kling-v3", description=Settings.model_fields["model"].description)
+    mode: Mode = Field("std", description=Settings.model_fields["mode"].description)
+    aspect_ratio: AspectRatio = Field("16:9", description=Settings.model_fields["aspect_ratio"].description)
+    sound: bool = Field(False, description=Settings.model_fields["sound"].description)
+    template: str = Field("motion", description=Settings.model_fields["template"].description)
+    watermark: bool = Field(False, description=Settings.model_fields["watermark"].description)
+    strategy: Strategy = Field(
+        "auto",
+        description="How shots become requests: auto packs consecutive shots into multi-shot requests where "
+        "the model allows it, multi_shot insists, per_shot renders one request per shot.",
+    )
 
 
 class Element(Strict):
     """How a reference becomes a Kling element (a reusable subject the model keeps consistent)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms(
+            {"type": "boolean", "description": "true: register this image as a new Kling element once; false: do not."},
+            {"type": "integer", "description": "The element_id of an element that already exists in your Kling account."},
+        )
+    )
+
     element_id: int | None = Field(None, description="An element that already exists in your Kling account.")
-    name: str | None = Field(None, max_length=20, description="Element name; defaults to the reference id.")
-    description: str | None = Field(None, max_length=100)
+    name: str | None = Field(None, max_length=20, description="Element name (at most 20 characters); defaults to the reference id.")
+    description: str | None = Field(
+        None, max_length=100, description="What the element is (at most 100 characters); defaults to the reference's description."
+    )
     extra_images: list[str] = Field(
         default_factory=list, max_length=3, description="1-3 more views of the subject (paths), as Kling asks."
     )
     tags: list[Literal["o_101", "o_102", "o_103", "o_104", "o_105", "o_106", "o_107", "o_108"]] = Field(
-        default_factory=list
+        default_factory=list,
+        description="Kling element tags: o_101 hottest, o_102 character, o_103 animal, o_104 item, "
+        "o_105 costume, o_106 scene, o_107 effect, o_108 others.",
     )
 
     @model_validator(mode="before")
@@ -108,11 +164,24 @@ class Element(Strict):
 class Reference(Strict):
     """A named image bound to the project as a subject, a style or an environment."""
 
-    image: str = Field(description="Path relative to the project folder (JPG or PNG).")
-    role: Role = "subject"
-    description: str | None = None
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms(
+            {"type": "string", "description": "Shorthand: just the image path (a subject reference)."}
+        )
+    )
+
+    image: str = Field(
+        description="Path relative to the project folder: JPG or PNG, at least 300 px a side (1024 advised), "
+        "ratio between 1:2.5 and 2.5:1, at most 10 MB."
+    )
+    role: Role = Field(
+        "subject", description="subject (who or what appears), style (the look) or environment (the place)."
+    )
+    description: str | None = Field(None, description="What the image shows; templates and elements use it.")
     element: Element | None = Field(
-        None, description="true to register this image as a Kling element once, or an existing element_id."
+        None,
+        description="true to register this image as a Kling element once, an existing element_id, "
+        "or a mapping (name, description, extra_images, tags).",
     )
 
     @model_validator(mode="before")
@@ -125,20 +194,41 @@ class Reference(Strict):
         return value
 
 
+_AXIS = "Strength -10..10; exactly one axis is non-zero in a simple move."
+
+
 class CameraConfig(Strict):
-    horizontal: float = Field(0, ge=-10, le=10)
-    vertical: float = Field(0, ge=-10, le=10)
-    pan: float = Field(0, ge=-10, le=10)
-    tilt: float = Field(0, ge=-10, le=10)
-    roll: float = Field(0, ge=-10, le=10)
-    zoom: float = Field(0, ge=-10, le=10)
+    """The one axis a ``simple`` camera move uses, and how strongly."""
+
+    horizontal: float = Field(0, ge=-10, le=10, description=f"Move sideways (negative: left). {_AXIS}")
+    vertical: float = Field(0, ge=-10, le=10, description=f"Move up or down (negative: down). {_AXIS}")
+    pan: float = Field(0, ge=-10, le=10, description=f"Turn left or right about the vertical axis. {_AXIS}")
+    tilt: float = Field(0, ge=-10, le=10, description=f"Turn up or down about the horizontal axis. {_AXIS}")
+    roll: float = Field(0, ge=-10, le=10, description=f"Rotate about the lens axis. {_AXIS}")
+    zoom: float = Field(0, ge=-10, le=10, description=f"Zoom in (positive) or out (negative). {_AXIS}")
 
 
 class CameraControl(Strict):
     """Kling's structured ``camera_control`` (older models only: see kling-api.md 4.7)."""
 
-    type: CameraPreset = "simple"
-    config: CameraConfig | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            # what ``_check`` enforces, as far as a schema can say it (one non-zero axis is left to validate)
+            "if": {"properties": {"type": {"const": "simple"}}},
+            "then": {
+                "required": ["config"],
+                "properties": {"config": {"type": "object", "description": "A simple move needs the axis it uses."}},
+            },
+            "else": {"properties": {"config": {"type": "null", "description": "A preset move takes no config."}}},
+        }
+    )
+
+    type: CameraPreset = Field(
+        "simple",
+        description="simple (one axis, set in config) or a preset move: down_back, forward_up, "
+        "right_turn_forward, left_turn_forward (no config).",
+    )
+    config: CameraConfig | None = Field(None, description="The axis of a simple move; leave out for presets.")
 
     @model_validator(mode="after")
     def _check(self) -> CameraControl:
@@ -158,6 +248,8 @@ class CameraControl(Strict):
 
 
 class DynamicMask(Strict):
+    """One moving area of a motion brush and the path it follows."""
+
     mask: str = Field(description="Mask image path (same size and aspect ratio as the start frame).")
     trajectory: list[tuple[int, int]] = Field(
         min_length=2, max_length=77, description="Pixel points [x, y], origin bottom-left, in motion order."
@@ -167,8 +259,10 @@ class DynamicMask(Strict):
 class MotionBrush(Strict):
     """Kling's motion brush: a static area and up to six moving areas with their paths."""
 
-    static_mask: str | None = None
-    dynamic_masks: list[DynamicMask] = Field(default_factory=list, max_length=6)
+    static_mask: str | None = Field(None, description="Mask image path of the area that must not move.")
+    dynamic_masks: list[DynamicMask] = Field(
+        default_factory=list, max_length=6, description="Up to six moving areas, each a mask and its trajectory."
+    )
 
 
 class Shot(Settings):
@@ -186,8 +280,13 @@ class Shot(Settings):
     )
     end_frame: str | None = Field(None, description="A reference id or an image path.")
     references: list[str] = Field(default_factory=list, description="Reference ids this shot uses.")
-    camera_control: CameraControl | None = None
-    motion_brush: MotionBrush | None = None
+    camera_control: CameraControl | None = Field(
+        None, description="Structured camera move for the kling-v1 family (validate says which model, mode and duration); "
+        "newer models take `camera` in words."
+    )
+    motion_brush: MotionBrush | None = Field(
+        None, description="Areas that stay still or move along a path (kling-v1 family, 5 s shots)."
+    )
     voices: list[str] = Field(default_factory=list, max_length=2, description="Kling voice ids (kling-v2-6 pro).")
     caption: str | None = Field(None, description="Text overlay shown over this shot in the cut.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Template values for this shot only.")
@@ -196,7 +295,18 @@ class Shot(Settings):
 class Group(Strict):
     """An explicit multi-shot request: these shots, consecutive, in one Kling call."""
 
-    shots: list[str] = Field(min_length=1)
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms(
+            {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": "Shorthand: just the shot ids, e.g. [reveal, swirl].",
+            }
+        )
+    )
+
+    shots: list[str] = Field(min_length=1, description="Ids of consecutive shots rendered by one multi-shot request.")
 
     @model_validator(mode="before")
     @classmethod
@@ -204,11 +314,29 @@ class Group(Strict):
         return {"shots": value} if isinstance(value, list) else value
 
 
+_TRANSITION_KINDS = "|".join(TransitionKind.__args__)  # type: ignore[attr-defined]
+_SECONDS_0_TO_5 = r"(?:0*[0-4](?:\.[0-9]*)?|0*5(?:\.0*)?|\.[0-9]+)"
+TRANSITION_SHORTHAND = rf"^\s*(?:{_TRANSITION_KINDS})(?: +{_SECONDS_0_TO_5}s?)?\s*$"
+"""``"crossfade 0.5"``, ``"fade_white 1s"``, ``"cut"``: a kind and optional seconds (0 to 5)."""
+
+
 class Transition(Strict):
     """How a shot joins the one before it."""
 
-    type: TransitionKind = "cut"
-    duration: float = Field(0.5, ge=0, le=5)
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms(
+            {
+                "type": "string",
+                "pattern": TRANSITION_SHORTHAND,
+                "description": "Shorthand: the kind and optional seconds, e.g. 'crossfade 0.5' or 'cut'.",
+            }
+        )
+    )
+
+    type: TransitionKind = Field(
+        "cut", description="cut (none), crossfade or dissolve (overlap), fade_black or fade_white (through a colour)."
+    )
+    duration: float = Field(0.5, ge=0, le=5, description="Seconds the transition lasts (ignored for cut).")
 
     @model_validator(mode="before")
     @classmethod
@@ -220,19 +348,43 @@ class Transition(Strict):
 
 
 class TextStyle(Strict):
-    font: str | None = Field(None, description="A font file path, or a font name the system knows.")
-    size: int = Field(48, ge=8, le=400, description="Font size at 1080p; scaled with the output.")
-    color: str = "#ffffff"
-    position: TextPosition = "bottom"
+    """How text is drawn over the video: the captions' style, and the base of a card's.
+
+    A style in the file only names the fields it changes; the others keep the defaults of its
+    context (here: captions at the bottom, 48 px), so setting ``font`` alone moves nothing.
+    """
+
+    font: str | None = Field(
+        None, description="A font file path relative to the project, or a font family name the system knows."
+    )
+    size: int = Field(48, ge=8, le=400, description="Font size in pixels at 1080p; scaled with the output height.")
+    color: str = Field("#ffffff", description="Text colour: a name or #rrggbb.")
+    position: TextPosition = Field("bottom", description="Where the text sits: top, center or bottom.")
+
+
+class CardStyle(TextStyle):
+    """A title or end card's text style: centred and larger than captions unless the file says so.
+
+    Why a model of its own rather than a default instance: pydantic fills the fields a file leaves
+    out from the model's field defaults, so ``style: {font: x}`` on a card kept size 48 at the
+    bottom (the captions' defaults). Here the card's defaults are the field defaults.
+    """
+
+    size: int = Field(72, ge=8, le=400, description=TextStyle.model_fields["size"].description)
+    position: TextPosition = Field("center", description=TextStyle.model_fields["position"].description)
 
 
 class Card(Strict):
     """A title or end card: text on a colour (or an image) for a few seconds."""
 
-    text: str
-    duration: float = Field(2.0, gt=0, le=30)
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms({"type": "string", "description": "Shorthand: just the text of the card."})
+    )
+
+    text: str = Field(description="The words on the card.")
+    duration: float = Field(2.0, gt=0, le=30, description="Seconds the card stays on screen.")
     background: str = Field("#000000", description="A colour, or an image path.")
-    style: TextStyle = TextStyle(position="center", size=72)
+    style: CardStyle = Field(default_factory=CardStyle, description="Text style; fields not set keep the card's defaults.")
 
     @model_validator(mode="before")
     @classmethod
@@ -243,7 +395,11 @@ class Card(Strict):
 class CutShot(Strict):
     """One shot in the cut: which, which part of it, and how it joins the one before."""
 
-    shot: str
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms({"type": "string", "description": "Shorthand: just the shot id, untrimmed."})
+    )
+
+    shot: str = Field(description="Id of a shot of this storyboard.")
     trim_in: float = Field(0, ge=0, description="Seconds cut from the start of the shot.")
     trim_out: float = Field(0, ge=0, description="Seconds cut from the end of the shot.")
     transition: Transition | None = Field(None, description="Into this shot; default: the cut's transition.")
@@ -256,10 +412,18 @@ class CutShot(Strict):
 
 
 class AudioBed(Strict):
+    """Music under the whole cut."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_short_forms(
+            {"type": "string", "description": "Shorthand: just the music file, with the default levels and fades."}
+        )
+    )
+
     file: str = Field(description="Music file, relative to the project.")
-    volume_db: float = Field(-12, ge=-60, le=12)
-    fade_in: float = Field(0.5, ge=0)
-    fade_out: float = Field(1.0, ge=0)
+    volume_db: float = Field(-12, ge=-60, le=12, description="Gain of the bed in dB (0 = as recorded).")
+    fade_in: float = Field(0.5, ge=0, description="Seconds the bed fades in at the start of the cut.")
+    fade_out: float = Field(1.0, ge=0, description="Seconds the bed fades out at the end of the cut.")
     loop: bool = Field(True, description="Loop a bed shorter than the cut (it is always trimmed to the cut).")
     duck_db: float = Field(-10, le=0, description="Gain applied to the bed while clip audio plays.")
 
@@ -270,18 +434,20 @@ class AudioBed(Strict):
 
 
 class Audio(Strict):
+    """The cut's sound: the clips' own audio, a music bed, and the loudness target."""
+
     clip_audio: Literal["keep", "drop"] = Field("keep", description="Keep Kling's native sound or drop it.")
-    bed: AudioBed | None = None
+    bed: AudioBed | None = Field(None, description="Music under the cut: a file, or a file with levels and fades.")
     loudness_lufs: float | None = Field(-14, ge=-40, le=-5, description="EBU R128 integrated target; null = off.")
 
 
 class Output(Strict):
     """One final file of the cut: a format (aspect ratio, size, fps) and how clips are reframed."""
 
-    name: str = Field(pattern=SHOT_ID)
-    aspect_ratio: AspectRatio = "16:9"
+    name: str = Field(pattern=SHOT_ID, description="File name of this output in out/ (letters, digits, - and _).")
+    aspect_ratio: AspectRatio = Field("16:9", description="Frame of this output: 16:9, 9:16 or 1:1.")
     height: int = Field(1080, ge=144, le=2160, description="Output height in pixels; width follows the ratio.")
-    fps: int = Field(24, ge=1, le=60)
+    fps: int = Field(24, ge=1, le=60, description="Frames per second of this output.")
     reframe: Reframe = Field("crop", description="When a clip's ratio differs: centre crop, or fit over a blurred fill.")
 
 
@@ -290,24 +456,30 @@ class Cut(Strict):
 
     shots: list[CutShot] | None = Field(None, description="Order and trims; default: every shot in storyboard order.")
     transition: Transition = Field(default_factory=Transition, description="Default join between shots.")
-    audio: Audio = Field(default_factory=Audio)
-    title: Card | None = None
-    end_card: Card | None = None
-    captions: TextStyle = Field(default_factory=TextStyle)
+    audio: Audio = Field(default_factory=Audio, description="Clip sound, music bed and loudness.")
+    title: Card | None = Field(None, description="A card before the first shot: its text, or text with duration and style.")
+    end_card: Card | None = Field(None, description="A card after the last shot: its text, or text with duration and style.")
+    captions: TextStyle = Field(
+        default_factory=TextStyle, description="Style of the shots' captions; fields not set keep the caption defaults."
+    )
 
 
 class Storyboard(Strict):
     """A whole storyboard file."""
 
     version: Literal[1] = Field(FORMAT_VERSION, description="Format version of this file.")
-    name: str = Field(min_length=1)
-    description: str | None = None
-    defaults: Defaults = Field(default_factory=Defaults)
-    references: dict[str, Reference] = Field(default_factory=dict)
+    name: str = Field(min_length=1, description="Name of the video; cuts and plans are titled with it.")
+    description: str | None = Field(None, description="Free text for the people working on it.")
+    defaults: Defaults = Field(default_factory=Defaults, description="Settings every shot inherits unless it sets its own.")
+    references: dict[str, Reference] = Field(
+        default_factory=dict,
+        description="Named images (subject, style or environment) shots use by id.",
+        json_schema_extra={"propertyNames": {"pattern": SHOT_ID}},
+    )
     vars: dict[str, Any] = Field(default_factory=dict, description="Values every template sees as vars.")
-    shots: list[Shot] = Field(min_length=1)
+    shots: list[Shot] = Field(min_length=1, description="The shots, in story order.")
     groups: list[Group] = Field(default_factory=list, description="Explicit multi-shot requests.")
-    cut: Cut = Field(default_factory=Cut)
+    cut: Cut = Field(default_factory=Cut, description="What the assembler makes of the clips.")
     outputs: list[Output] = Field(default_factory=list, description="Final files; default: one at the project ratio.")
 
     @field_validator("references")
@@ -320,9 +492,11 @@ class Storyboard(Strict):
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the storyboard format, for editors (yaml-language-server) to autocomplete."""
-    schema = Storyboard.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "storyboard.yaml"
-    return schema
+    """The JSON Schema of storyboard.yaml (``storyboard schema``), built by ``load.schema``.
 
+    Why a re-export: the command and the tests ask the format module for its schema; the
+    generation details (dialect, ``$id``, defaults of factories) live in ``load.schema``.
+    """
+    from storyboard.load.schema import storyboard_schema
+
+    return storyboard_schema()

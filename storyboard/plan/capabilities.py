@@ -297,11 +297,11 @@ ESTIMATE_SOURCES = {
 
 def _rate(model: str, mode: str, sound: bool, *, video_input: bool, voice: bool) -> tuple[Decimal, bool]:
     if model in _OFFICIAL_RATES:
-        table = _OFFICIAL_RATES[model]
+        official = _OFFICIAL_RATES[model]
         feature = "video" if video_input else "voice" if voice else "audio" if sound else "silent"
-        if (feature, mode) not in table:
+        if (feature, mode) not in official:
             raise ValueError(f"Kling lists no price for {model} {mode} ({feature}): the combination is not offered")
-        return Decimal(table[(feature, mode)]), False
+        return Decimal(official[(feature, mode)]), False
     if model in _ESTIMATED_RATES:
         if sound or voice or video_input:
             raise ValueError(f"{model} has no native audio, voices or video input")

@@ -10,6 +10,20 @@ Why it is built this way (ARCHITECTURE.md "Never pay twice"):
   claimed/unknown row (the create may or may not have arrived) is looked up by its
   ``external_task_id`` and only re-created if Kling proves it absent; a failed one is re-created
   with the next attempt's id.
+* Adopt, never re-pay. The journal is not the only record of what was paid: the account is. A
+  request with no journal row (a fresh, deleted or copied journal) is first looked up on the
+  account by its external id (one cheap GET on a paid provider, before anything is claimed), and a
+  create that Kling refuses as a reused external id, or answers with the existing task, yields that
+  task. Either way the task is *adopted*: journaled as such, followed and downloaded like our own,
+  announced with an ``adopted`` event, and never paid again under a new id.
+* Failures are told apart by their type (``storyboard.errors``): a create that provably created
+  nothing (``Rejected``, ``RateLimited``, ``AccountError``, ``NeverArrived``) fails its row; any
+  other (``Ambiguous``, an unresolved ``ExternalIdInUse``) leaves it ``unknown`` to be looked up
+  first; an ``AccountError`` stops every new create of the run. A free provider (``free``) skips
+  prices, budget and account look-ups.
+* A result is checked against what was asked and what Kling reports: a clip within half a second
+  of the request's duration and of the reported one is kept (Kling returns 5.041 s or 5.1 s for a
+  5 s request); one clearly wrong is refused with what it cost.
 * A hard budget is enforced with reservations taken under a lock right before each create, so even
   with many creates in flight the spent-plus-reserved total never passes ``max_cost_units``.
 * A concurrency semaphore mirrors Kling's per-account task slots (held from create until the task
@@ -23,27 +37,52 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import av
 from filelock import FileLock, Timeout
 
-from storyboard.errors import InternalError, ProviderError, UserError
+from storyboard.errors import (
+    AccountError,
+    ExternalIdInUse,
+    InternalError,
+    NeverArrived,
+    ProviderError,
+    RateLimited,
+    Rejected,
+    TaskFailed,
+    UserError,
+)
 from storyboard.media import MediaError, ffmpeg_exe, probe
-from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, Plan, Request
-from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, journal_path
+from storyboard.plan import (
+    ELEMENT_SCHEME,
+    FRAME_SCHEME,
+    IMAGE_SCHEME,
+    UNIT_PRICE_USD,
+    ElementRegistration,
+    Plan,
+    Request,
+)
+from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, external_task_id_for, journal_path
+from storyboard.render.providers import provider_is_free
 from storyboard.render.providers.base import Job, Provider, TaskState
 from storyboard.workspace import Workspace
 
-EventState = Literal["queued", "reused", "resumed", "submitted", "processing", "downloading", "done", "failed", "skipped"]
+EventState = Literal["queued", "reused", "resumed", "adopted", "submitted", "processing", "downloading", "done",
+                     "failed", "skipped"]
+"""``adopted``: a task found on the account that an earlier render paid for ("adopted (already paid)")."""
 Decision = Literal["reuse", "resume", "create"]
 
 DOWNLOAD_ATTEMPTS = 3
 """A corrupt or truncated download is deleted and fetched again this many times before giving up."""
-FRAME_TOLERANCE = 2
-"""A clip's frame count may differ from duration × fps by this many frames (encoder rounding)."""
+DURATION_TOLERANCE = 0.5
+"""Seconds a clip may differ from the requested duration and from the one Kling reports. Kling
+returns a frame or a few more than asked (5.041 s, 5.1 s for 5 s); half a second off is a wrong result."""
+MAX_ATTEMPTS = 20
+"""External ids tried per request when earlier attempts are found failed on the account."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +103,16 @@ class RenderResult:
 
     provider: str
     done: list[str] = field(default_factory=list)
+    """Requests rendered (created or resumed) and downloaded by this run."""
     reused: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    """Requests whose task was found on the account (paid by an earlier render) and downloaded."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     units_spent: float = 0.0
     """Units charged for tasks created by this run."""
     units_resumed: float = 0.0
-    """Units charged for tasks an earlier run created and this run finished."""
+    """Units charged for tasks an earlier run created (or an adopted task) and this run finished."""
     clips: dict[str, Path] = field(default_factory=dict)
     """Request key -> verified clip."""
     fatal: str | None = None
@@ -85,7 +127,7 @@ def clip_path(project_dir: Path, provider_name: str, key: str) -> Path:
     return Workspace.at(project_dir).clip(provider_name, key)
 
 
-def rendered_clips(project_dir: Path, provider_name: str, requests) -> dict[str, Path]:
+def rendered_clips(project_dir: Path, provider_name: str, requests: Iterable[Request]) -> dict[str, Path]:
     """Request key -> clip, for those of ``requests`` this provider has rendered (and verified:
     a clip is renamed into place only after its check)."""
     return Workspace.at(project_dir).rendered_clips(provider_name, requests)
@@ -95,22 +137,53 @@ def frame_path(project_dir: Path, key: str) -> Path:
     return Workspace.at(project_dir).frame(key)
 
 
-def verify_clip(path: Path, request: Request) -> str | None:
-    """None when ``path`` is a playable video of the request's length; else what is wrong with it."""
+@dataclass(frozen=True)
+class ClipProblem:
+    """Why a clip is refused. ``broken``: unreadable or truncated, worth fetching again; otherwise it
+    plays but is the wrong length, and fetching the same result again cannot help."""
+
+    text: str
+    broken: bool
+
+
+def check_clip(path: Path, request: Request, reported: float | None = None) -> ClipProblem | None:
+    """None when ``path`` is a decodable video within ``DURATION_TOLERANCE`` of the request's duration
+    and of ``reported`` (the duration the provider reports for the result); else what is wrong."""
     try:
         facts = probe(path)
+        _decode_first_frame(path)
     except MediaError as error:
-        return str(error)
-    if request.family == "motion-control":  # the output follows the motion video's length (§4.5)
-        return None
-    expected = request.duration * float(facts.fps)
-    if abs(facts.frames - expected) > FRAME_TOLERANCE:
-        return f"{facts.frames} frames where {expected:.0f} were expected ({request.duration} s at {float(facts.fps):g} fps)"
+        return ClipProblem(str(error), broken=True)
+    targets: list[tuple[str, float]] = []
+    if request.family != "motion-control":  # the output follows the motion video's length (§4.5)
+        targets.append((f"{request.duration:g} s were requested", float(request.duration)))
+    if reported is not None:
+        targets.append((f"the provider reported {reported:g} s", reported))
+    wrong = [label for label, seconds in targets if abs(facts.duration - seconds) > DURATION_TOLERANCE]
+    if wrong:
+        return ClipProblem(f"the clip is {facts.duration:.3f} s long ({facts.frames} frames at {float(facts.fps):g} fps)"
+                           f" where {' and '.join(wrong)}, more than {DURATION_TOLERANCE:g} s off", broken=False)
     return None
 
 
-def is_free(provider_name: str) -> bool:
-    return provider_name == "preview"
+def verify_clip(path: Path, request: Request, reported: float | None = None) -> str | None:
+    """None when ``path`` is a playable video of the request's length (see ``check_clip``); else why not."""
+    problem = check_clip(path, request, reported)
+    return problem.text if problem else None
+
+
+def _decode_first_frame(path: Path) -> None:
+    """Decode one frame: demuxing alone (``probe``) passes a file whose packets are garbage."""
+    try:
+        with av.open(str(path)) as container:
+            next(container.decode(video=0))
+    except (av.FFmpegError, OSError, ValueError, StopIteration) as error:
+        raise MediaError(f"{path}: the video does not decode ({error or 'no frame'})") from error
+
+
+def is_free(provider: str | Provider) -> bool:
+    """Whether a provider (or the provider of that name) renders for nothing: its ``free`` property."""
+    return provider_is_free(provider) if isinstance(provider, str) else bool(provider.free)
 
 
 def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tuple[Request, Decision, float]]:
@@ -127,7 +200,8 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
         units = 0.0 if free else request.units
         clip = clip_path(project_dir, provider_name, request.key)
         record = records.get(request.key)
-        if clip.is_file() and verify_clip(clip, request) is None:
+        reported = record.reported_duration if record else None
+        if clip.is_file() and verify_clip(clip, request, reported) is None:
             rows.append((request, "reuse", 0.0))
         elif record and record.state in ("submitted", "succeeded", "downloaded"):
             rows.append((request, "resume", 0.0))
@@ -170,7 +244,7 @@ def _meet_minimum_side(path: Path) -> None:
             return
         scale = MIN_IMAGE_SIDE / min(width, height)
         size = (max(MIN_IMAGE_SIDE, round(width * scale)), max(MIN_IMAGE_SIDE, round(height * scale)))
-        image.convert("RGB").resize(size, Image.LANCZOS).save(path, format="PNG")
+        image.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(path, format="PNG")
 
 
 class _Budget:
@@ -206,15 +280,21 @@ class _Stop(Exception):
         self.reason = reason
 
 
+NOTHING_CREATED = (Rejected, RateLimited, AccountError, NeverArrived, TaskFailed)
+"""Create failures that prove no task is outstanding: the row fails and a rerun sends the next id.
+``ExternalIdInUse`` is a ``Rejected`` but is caught before (the task it names exists)."""
+
+
 class _Run:
     def __init__(self, plan: Plan, project_dir: Path, provider: Provider, journal: Journal, *, concurrency: int,
-                 max_cost_units: float | None, events, sleep, clock, poll_initial: float, poll_max: float,
-                 poll_timeout: float) -> None:
+                 max_cost_units: float | None, events: Callable[[RenderEvent], None] | None,
+                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float], poll_initial: float,
+                 poll_max: float, poll_timeout: float) -> None:
         self.plan = plan
         self.project_dir = project_dir
         self.provider = provider
         self.name = provider.name
-        self.free = is_free(provider.name)
+        self.free = is_free(provider)
         self.journal = journal
         self.slots = asyncio.Semaphore(max(1, concurrency))
         self.budget = _Budget(max_cost_units)
@@ -228,7 +308,7 @@ class _Run:
         self.result = RenderResult(provider=provider.name)
         self.finished: dict[str, asyncio.Future[Path | None]] = {}
         self.element_tasks: dict[str, asyncio.Task[int]] = {}
-        self.fatal: ProviderError | None = None
+        self.fatal: AccountError | None = None
         self.run_id = 0
 
     # ---- events ----------------------------------------------------------------------------
@@ -263,7 +343,8 @@ class _Run:
                 raise _Stop("skipped", f"the request it continues from ({self._id_of(upstream)}) did not render")
         clip = clip_path(self.project_dir, self.name, request.key)
         record = self.journal.get(self.name, request.key)
-        if clip.is_file() and await asyncio.to_thread(verify_clip, clip, request) is None:
+        reported = record.reported_duration if record else None
+        if clip.is_file() and await asyncio.to_thread(verify_clip, clip, request, reported) is None:
             if record is None:
                 self.journal.record_reused_clip(self.name, request.key, request.id, request.external_task_id, str(clip))
             elif record.state == "succeeded":
@@ -279,17 +360,24 @@ class _Run:
         if record and record.state in ("claimed", "unknown"):
             self.emit(request, "resumed", "looking up a submission whose outcome is unknown")
             try:
-                found = await self.provider.lookup(job)
+                found = await self.provider.lookup(job, thorough=True)
             except ProviderError as error:
+                self._note_fatal(error)
                 raise _Stop("failed", f"{error} (the submission is still unresolved; run again)") from None
             if found is not None:
                 self.journal.mark_submitted(self.name, request.key, found.task_id)
                 state = await self._follow(request, job, found.task_id, reserved=None, known=found)
                 return await self._download(request, job, state)
             # Kling proves it never arrived: send it again, same attempt id, without a new claim.
-            state, _reserved = await self._create(request, job, claim=False)
+            state = await self._create(request, job, claim=False)
+        elif (record is None or (record.task_id is None and record.state == "downloaded")) and not self.free:
+            # No row, or only a note of a clip that has vanished since: the account may hold the task.
+            adopted = await self._adopt_from_account(request, job)
+            if adopted is not None:
+                return adopted
+            state = await self._create(request, job, claim=True)
         else:
-            state, _reserved = await self._create(request, job, claim=True)
+            state = await self._create(request, job, claim=True)
         return await self._download(request, job, state)
 
     def _id_of(self, key: str) -> str:
@@ -313,7 +401,12 @@ class _Run:
             request = request.model_copy(update={"external_task_id": record.external_task_id})
         return Job(request=request, project_dir=self.project_dir, images=images, elements=elements)
 
-    async def _element(self, request: Request, registration, images: dict[str, Path]) -> int:
+    @staticmethod
+    def _with_external_id(job: Job, external_task_id: str) -> Job:
+        return Job(request=job.request.model_copy(update={"external_task_id": external_task_id}),
+                   project_dir=job.project_dir, images=job.images, elements=job.elements)
+
+    async def _element(self, request: Request, registration: ElementRegistration, images: dict[str, Path]) -> int:
         digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)
         known = self.journal.element_id(self.name, digest)
         if known is not None:
@@ -333,57 +426,127 @@ class _Run:
             raise _Stop("failed", f"element {registration.reference}: {error}") from None
 
     def _note_fatal(self, error: ProviderError) -> None:
-        if error.details.get("fatal_account") and self.fatal is None:
+        if isinstance(error, AccountError) and self.fatal is None:
             self.fatal = error
 
     def _fatal_reason(self) -> str:
         return f"not sent: {self.fatal.message}" if self.fatal else ""
 
-    async def _create(self, request: Request, job: Job, *, claim: bool) -> tuple[TaskState, float]:
+    # ---- adoption ----------------------------------------------------------------------------
+
+    async def _adopt_from_account(self, request: Request, job: Job) -> Path | None:
+        """The clip of a task the account already has for this request, when the journal has no row.
+
+        Why look before the first create: the journal is only this folder's record; a deleted
+        ``.storyboard/``, a copied project or a teammate's checkout has none, while the account
+        still holds the paid task under the same external id. One cheap GET per request settles
+        it (a quick lookup: a miss costs nothing, since a create under a used id is refused or
+        answered with the task, and adopted then). A task found failed moves on to the next
+        attempt's id, as a rerun after a failure would. None: nothing found, create it.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            external_id = external_task_id_for(request.external_task_id, attempt)
+            attempt_job = self._with_external_id(job, external_id)
+            try:
+                found = await self.provider.lookup(attempt_job, thorough=False)
+            except ProviderError as error:
+                self._note_fatal(error)
+                raise _Stop("failed", f"could not check the account for an earlier render of it ({error}); "
+                                      "nothing was sent: run again") from None
+            if found is None:
+                return None
+            try:
+                self.journal.adopt(self.name, request.key, request.id, external_id, attempt, found.task_id,
+                                   request.units, self.run_id)
+            except AlreadyClaimed:
+                raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+            if found.status == "failed":
+                self._record_earlier_failure(request, found)
+                continue
+            return await self._follow_adopted(request, attempt_job, found)
+        return None
+
+    def _record_earlier_failure(self, request: Request, found: TaskState) -> None:
+        units = found.units_charged or 0.0
+        self.journal.mark_failed(self.name, request.key,
+                                 f"an earlier render's task {found.task_id} had failed: {found.message or 'no reason given'}",
+                                 money_spent=units > 0, units=units or None)
+
+    def _announce_adopted(self, request: Request, task_id: str, how: str) -> None:
+        self.result.adopted.append(request.id)
+        self.emit(request, "adopted", f"adopted (already paid): task {task_id}, {how}; it is downloaded, "
+                                      "not paid again")
+
+    async def _follow_adopted(self, request: Request, job: Job, found: TaskState) -> Path:
+        self._announce_adopted(request, found.task_id, "found on the account under this request's external id")
+        state = await self._follow(request, job, found.task_id, reserved=None, known=found)
+        return await self._download(request, job, state)
+
+    # ---- creates -----------------------------------------------------------------------------
+
+    async def _create(self, request: Request, job: Job, *, claim: bool) -> TaskState:
         if self.fatal is not None:
             raise _Stop("skipped", self._fatal_reason())
         self.emit(request, "queued")
         async with self.slots:
-            if self.fatal is not None:
-                raise _Stop("skipped", self._fatal_reason())
-            units = 0.0 if self.free else request.units
-            refusal = await self.budget.reserve(units)
-            if refusal:
-                raise _Stop("skipped", refusal)
-            if claim:
-                try:
-                    record = self.journal.claim(self.name, request.key, request.id, request.external_task_id, units,
-                                                self.run_id)
-                except AlreadyClaimed:
-                    await self.budget.settle(units, 0.0)
-                    raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
-                job = Job(request=request.model_copy(update={"external_task_id": record.external_task_id}),
-                          project_dir=job.project_dir, images=job.images, elements=job.elements)
-            try:
-                created = await self.provider.create(job)
-            except ProviderError as error:
-                self._note_fatal(error)
-                if error.money_spent is None:
-                    self.journal.mark_unknown(self.name, request.key, str(error))
-                    raise _Stop("failed", f"{error} (it is looked up on the next run before anything is re-sent)") from None
-                self.journal.mark_failed(self.name, request.key, str(error), error.money_spent)
-                await self.budget.settle(units, 0.0)
-                raise _Stop("failed", str(error)) from None
-            self.journal.mark_submitted(self.name, request.key, created.task_id)
-            self.emit(request, "submitted", f"task {created.task_id}")
-            state = await self._follow(request, job, created.task_id, reserved=units, known=created)
-        return state, units
+            for _ in range(MAX_ATTEMPTS):
+                if self.fatal is not None:
+                    raise _Stop("skipped", self._fatal_reason())
+                units = 0.0 if self.free else request.units
+                refusal = await self.budget.reserve(units)
+                if refusal:
+                    raise _Stop("skipped", refusal)
+                if claim:
+                    try:
+                        record = self.journal.claim(self.name, request.key, request.id, request.external_task_id,
+                                                    units, self.run_id)
+                    except AlreadyClaimed:
+                        await self.budget.settle(units, 0.0)
+                        raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+                    job = self._with_external_id(job, record.external_task_id)
+                created = await self._send_create(request, job, units)
+                self.journal.mark_submitted(self.name, request.key, created.task_id, adopted=created.adopted)
+                if not created.adopted:
+                    self.emit(request, "submitted", f"task {created.task_id}")
+                    return await self._follow(request, job, created.task_id, reserved=units, known=created)
+                await self.budget.settle(units, 0.0)  # nothing new was spent on it
+                if created.status != "failed":
+                    self._announce_adopted(request, created.task_id, "which Kling answered the create with "
+                                           "(its external id was used by an earlier render)")
+                    return await self._follow(request, job, created.task_id, reserved=None, known=created)
+                self._record_earlier_failure(request, created)
+                claim = True  # that id is spent on a failed task: the next attempt's id
+        raise _Stop("failed", f"{MAX_ATTEMPTS} earlier attempts of it are failed tasks on the account; "
+                              "change the request (e.g. its prompt), then run again")
+
+    async def _send_create(self, request: Request, job: Job, units: float) -> TaskState:
+        """The paid call, with its failure journaled by kind: failed (nothing outstanding) or unknown."""
+        try:
+            return await self.provider.create(job)
+        except ExternalIdInUse as error:  # the task exists but could not be found: never re-send under -2
+            self.journal.mark_unknown(self.name, request.key, str(error))
+            await self.budget.settle(units, 0.0)
+            raise _Stop("failed", str(error)) from None
+        except NOTHING_CREATED as error:
+            self._note_fatal(error)
+            charged = error.units_charged if isinstance(error, TaskFailed) else 0.0
+            self.journal.mark_failed(self.name, request.key, str(error), money_spent=charged > 0, units=charged or None)
+            await self.budget.settle(units, charged)
+            raise _Stop("failed", str(error)) from None
+        except ProviderError as error:  # Ambiguous, or a kind that cannot say: the task may exist
+            self.journal.mark_unknown(self.name, request.key, str(error))
+            raise _Stop("failed", f"{error} (it is looked up on the next run before anything is re-sent)") from None
 
     async def _follow(self, request: Request, job: Job, task_id: str, *, reserved: float | None,
                       known: TaskState | None = None) -> TaskState:
-        """Poll until the task ends; journal and settle its charge. ``reserved`` None = an earlier run's task."""
+        """Poll until the task ends; journal and settle its charge. ``reserved`` None = not paid by this run."""
         interval = self.poll_initial
         deadline = self.clock() + self.poll_timeout
         state = known if known is not None and known.status in ("succeed", "failed") else None
         record = self.journal.get(self.name, request.key)
         if state is None and record is not None and record.state in ("succeeded", "downloaded") and record.video_url:
-            state = TaskState(task_id=task_id, status="succeed", video_url=record.video_url, units_charged=record.units)
-            return state  # already settled by the run that saw it succeed
+            return TaskState(task_id=task_id, status="succeed", video_url=record.video_url, units_charged=record.units,
+                             duration=record.reported_duration)  # already settled by the run that saw it succeed
         while state is None:
             try:
                 current = await self.provider.query(job, task_id)
@@ -402,14 +565,16 @@ class _Run:
         charged = 0.0 if self.free else (state.units_charged if state.units_charged is not None else
                                          (request.units if state.status == "succeed" else 0.0))
         if state.status == "failed":
-            self.journal.mark_failed(self.name, request.key, f"Kling failed the task: {state.message or 'no reason given'}",
-                                     money_spent=charged > 0, units=charged or None)
+            failure = TaskFailed(f"task {task_id} failed: {state.message or 'no reason given'}", task_id=task_id,
+                                 units_charged=charged, money_spent=charged > 0)
+            self.journal.mark_failed(self.name, request.key, failure.message, money_spent=charged > 0,
+                                     units=charged or None)
         else:
-            self.journal.mark_succeeded(self.name, request.key, state.video_url, charged)
+            self.journal.mark_succeeded(self.name, request.key, state.video_url, charged, state.duration)
         await self._account(charged, reserved)
         if state.status == "failed":
-            raise _Stop("failed", f"Kling failed the task: {state.message or 'no reason given'}; "
-                                  f"{'it was charged' if charged else 'nothing was charged'}; run again to retry it")
+            raise _Stop("failed", f"{failure.message}; {f'it was charged {charged:g} units' if charged else 'nothing was charged'}; "
+                                  "run again to retry it")
         return state
 
     async def _account(self, charged: float, reserved: float | None) -> None:
@@ -420,24 +585,32 @@ class _Run:
             self.result.units_spent += charged
         self.journal.add_run_units(self.run_id, charged)
 
+    # ---- downloads ---------------------------------------------------------------------------
+
     async def _download(self, request: Request, job: Job, state: TaskState) -> Path:
         clip = clip_path(self.project_dir, self.name, request.key)
         clip.parent.mkdir(parents=True, exist_ok=True)
-        problem = ""
+        problem = ClipProblem("not fetched", broken=True)
         for attempt in range(DOWNLOAD_ATTEMPTS):
             self.emit(request, "downloading")
             temp = clip.with_name(f".{request.key}.{uuid.uuid4().hex[:8]}.part")
             try:
                 await self.provider.download(job, state, temp)
-                problem = await asyncio.to_thread(verify_clip, temp, request) or ""
-                if not problem:
+                found = await asyncio.to_thread(check_clip, temp, request, state.duration)
+                if found is None:
                     os.replace(temp, clip)
                     self.journal.mark_downloaded(self.name, request.key, str(clip))
-                    self.result.done.append(request.id)
+                    if request.id not in self.result.adopted:
+                        self.result.done.append(request.id)
                     self.emit(request, "done")
                     return clip
+                problem = found
+                if not problem.broken:
+                    raise _Stop("failed", f"the result of task {state.task_id} is refused: {problem.text}; "
+                                          f"{self._paid(request)}; the clip is not used. Run again to fetch it once "
+                                          "more (no new charge), or ask Kling support about the task")
             except ProviderError as error:
-                problem = str(error)
+                problem = ClipProblem(str(error), broken=True)
             finally:
                 temp.unlink(missing_ok=True)
             if attempt + 1 < DOWNLOAD_ATTEMPTS:
@@ -449,8 +622,17 @@ class _Run:
                             state = fresh
                     except ProviderError:
                         pass
-        raise _Stop("failed", f"the video could not be downloaded intact ({problem}); it is paid for: "
+        raise _Stop("failed", f"the video could not be downloaded intact ({problem.text}); {self._paid(request)}: "
                               "run again to download it without a new charge")
+
+    def _paid(self, request: Request) -> str:
+        """What the task behind a refused or missing clip cost, from the journal, in words."""
+        if self.free:
+            return "it cost nothing"
+        record = self.journal.get(self.name, request.key)
+        units = record.units if record and record.units is not None else request.units
+        by = " by an earlier render" if record and record.adopted else ""
+        return f"it is paid for{by} ({units:g} units, ${units * UNIT_PRICE_USD:.2f})"
 
 
 def _lock_project(project_dir: Path):
@@ -525,7 +707,7 @@ async def render(
             raise group_error.exceptions[0] from None
         result = run.result
         if run.fatal is not None:
-            kept = len(result.done) + len(result.reused)
+            kept = len(result.done) + len(result.reused) + len(result.adopted)
             what = run.fatal.message.split(";")[0].rstrip(".")
             todo = run.fatal.hint or "fix it, then run again"
             result.fatal = f"{what}: {todo}; the {kept} clips already rendered are kept"

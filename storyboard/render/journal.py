@@ -12,6 +12,12 @@ and a rerun knows for each request whether to reuse the clip, poll the task, loo
 ``external_task_id`` (claimed/unknown: the create may or may not have arrived) or create it anew
 with the next attempt's id (Kling wants ``external_task_id`` unique per account).
 
+A row may also start at ``submitted`` with ``adopted`` set: the task was found on the account
+under the request's external id (a render whose journal was deleted or left behind in another
+copy of the project paid for it), so it is followed and downloaded, never paid again. The
+duration Kling reports for the result is kept with the row, to check the clip against it on
+every later run.
+
 The schema is versioned with ``PRAGMA user_version`` and an ordered list of migration steps: a
 journal written by an older storyboard is upgraded in place, never discarded (it is the only
 record of what was paid).
@@ -71,6 +77,12 @@ MIGRATIONS: list[str] = [
         outcome TEXT
     );
     """,
+    # 2: adopted tasks (found on the account, paid by an earlier render) and the duration Kling
+    # reports for a result (a clip is checked against it)
+    """
+    ALTER TABLE requests ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN reported_duration REAL;
+    """,
 ]
 
 
@@ -98,6 +110,10 @@ class RequestRecord:
     run_id: int | None
     claimed_at: float
     updated_at: float
+    adopted: bool = False
+    """The task was found on the account (an earlier render paid for it), not created by this journal."""
+    reported_duration: float | None = None
+    """Seconds of the result video as Kling reported them."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +230,8 @@ class Journal:
             attempt = (existing.attempt if existing else 1) + 1
             cursor = self._db.execute(
                 "UPDATE requests SET state='claimed', attempt=?, external_task_id=?, task_id=NULL, video_url=NULL,"
-                " prior_units=prior_units+COALESCE(units, 0), units=NULL, clip_path=NULL, error=NULL, money_spent=NULL, run_id=?, planned_units=?, request_id=?,"
+                " prior_units=prior_units+COALESCE(units, 0), units=NULL, clip_path=NULL, error=NULL, money_spent=NULL,"
+                " adopted=0, reported_duration=NULL, run_id=?, planned_units=?, request_id=?,"
                 " claimed_at=?, updated_at=? WHERE provider=? AND key=? AND attempt=?"
                 " AND (state='failed' OR (state='downloaded' AND task_id IS NULL))",
                 (attempt, external_task_id_for(base_external_id, attempt), run_id, planned_units, request_id, now, now,
@@ -226,7 +243,7 @@ class Journal:
         assert record is not None
         return record
 
-    def _update(self, provider: str, key: str, expected: tuple[str, ...], **fields) -> None:
+    def _update(self, provider: str, key: str, expected: tuple[str, ...], **fields: object) -> None:
         fields["updated_at"] = self._clock()
         assignments = ", ".join(f"{name}=?" for name in fields)
         marks = ", ".join("?" for _ in expected)
@@ -238,16 +255,48 @@ class Journal:
             current = self.get(provider, key)
             raise AlreadyClaimed(f"{provider}/{key}: expected state {expected}, found {current.state if current else None}")
 
-    def mark_submitted(self, provider: str, key: str, task_id: str) -> None:
+    def mark_submitted(self, provider: str, key: str, task_id: str, *, adopted: bool = False) -> None:
+        """The task exists; ``adopted`` when it was found on the account rather than created by this row."""
         self._update(provider, key, ("claimed", "unknown", "submitted"), state="submitted", task_id=task_id,
-                     money_spent=1, error=None)
+                     money_spent=1, error=None, adopted=int(adopted))
+
+    def adopt(self, provider: str, key: str, request_id: str, external_task_id: str, attempt: int, task_id: str,
+              planned_units: float, run_id: int | None) -> RequestRecord:
+        """A row for a task found on the account under ``external_task_id`` while the journal had none.
+
+        It starts at ``submitted`` (the task is followed like our own) with ``adopted`` set, at the
+        attempt whose id it carries, so a later retry moves on to the next id. It may replace only a
+        failed row (an earlier attempt found failed; its charge moves to ``prior_units``) or the note
+        of a reused clip that has vanished (no task id); raises ``AlreadyClaimed`` when another row
+        is there.
+        """
+        now = self._clock()
+        cursor = self._db.execute(
+            "INSERT INTO requests (provider, key, request_id, state, attempt, external_task_id, task_id,"
+            " planned_units, units, clip_path, error, money_spent, adopted, run_id, claimed_at, updated_at)"
+            " VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, NULL, NULL, NULL, 1, 1, ?, ?, ?)"
+            " ON CONFLICT (provider, key) DO UPDATE SET request_id=excluded.request_id, state='submitted',"
+            " attempt=excluded.attempt, external_task_id=excluded.external_task_id, task_id=excluded.task_id,"
+            " planned_units=excluded.planned_units, prior_units=requests.prior_units+COALESCE(requests.units, 0),"
+            " units=NULL, clip_path=NULL, error=NULL, money_spent=1, adopted=1, reported_duration=NULL,"
+            " run_id=excluded.run_id, claimed_at=excluded.claimed_at, updated_at=excluded.updated_at"
+            " WHERE requests.state='failed' OR (requests.state='downloaded' AND requests.task_id IS NULL)",
+            (provider, key, request_id, attempt, external_task_id, task_id, planned_units, run_id, now, now),
+        )
+        if cursor.rowcount != 1:
+            raise AlreadyClaimed(f"{provider}/{key} is already in the journal")
+        record = self.get(provider, key)
+        assert record is not None
+        return record
 
     def mark_unknown(self, provider: str, key: str, message: str) -> None:
         self._update(provider, key, ("claimed", "unknown"), state="unknown", error=message, money_spent=None)
 
-    def mark_succeeded(self, provider: str, key: str, video_url: str | None, units: float | None) -> None:
+    def mark_succeeded(self, provider: str, key: str, video_url: str | None, units: float | None,
+                       duration: float | None = None) -> None:
+        """The task succeeded: its URL, the units charged and the video's duration as reported."""
         self._update(provider, key, ("submitted", "succeeded"), state="succeeded", video_url=video_url, units=units,
-                     money_spent=1)
+                     money_spent=1, reported_duration=duration)
 
     def mark_downloaded(self, provider: str, key: str, clip_path: str) -> None:
         self._update(provider, key, ("succeeded", "downloaded"), state="downloaded", clip_path=clip_path, error=None)
@@ -290,7 +339,8 @@ class Journal:
     def start_run(self, provider: str, storyboard: str) -> int:
         cursor = self._db.execute("INSERT INTO runs (provider, storyboard, pid, started_at) VALUES (?, ?, ?, ?)",
                                   (provider, storyboard, os.getpid(), self._clock()))
-        return int(cursor.lastrowid)
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table always sets it
+        return cursor.lastrowid
 
     def add_run_units(self, run_id: int, units: float) -> None:
         self._db.execute("UPDATE runs SET units_spent = units_spent + ? WHERE id=?", (units, run_id))
@@ -305,4 +355,5 @@ class Journal:
 def _record(row: sqlite3.Row) -> RequestRecord:
     data = dict(row)
     data["money_spent"] = None if data["money_spent"] is None else bool(data["money_spent"])
+    data["adopted"] = bool(data.get("adopted"))
     return RequestRecord(**data)

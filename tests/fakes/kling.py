@@ -13,6 +13,15 @@ Seams: :meth:`FakeKling.transport` (an ``httpx.MockTransport`` for sync and asyn
 Decisions on the reference's open questions (all in one place so tests can rely on them):
 
 * Unknown task id / external id, or a task queried on another family: HTTP 404, code 1203.
+* The fake is one Kling *account*: its tasks and external ids outlive any journal, so a project
+  whose ``.storyboard/`` was deleted, or a copy of it, meets the tasks it paid for again.
+* Lookup by external id (kling-api-2.md §8), each form switchable with ``lookup_conventions``
+  (default: all three): ``"path"`` ``GET {family}/{external_id}`` (the path slot also takes task
+  ids, always); ``"list_filter"`` ``GET {family}?external_task_id=<id>`` answers a list (the match,
+  or ``[]``) and takes ``pageNum``/``pageSize``; ``"flag"`` ``GET {family}/{external_id}?external_task_id=true``.
+  A form switched off behaves as a server that does not know it: the path slot answers 1203 for an
+  external id; the list filter and the flag are unknown query parameters (400/1201), or, with
+  ``list_filter_unsupported="ignore"``, the filter is silently ignored and the whole list is served.
 * Body-field problems (types, enums, ranges, unknown fields, mutual exclusions, model not offered
   on the endpoint): HTTP 400, code 1201, message ``"<field path>: <what is wrong>"``. Malformed
   JSON / non-object body / missing ``Content-Type: application/json`` on a POST: 400/1200.
@@ -22,8 +31,12 @@ Decisions on the reference's open questions (all in one place so tests can rely 
   ``aspect_ratio`` on image2video: rejected (output follows the image).
 * JSON ``null`` for a top-level optional field is treated as absent.
 * Duplicate ``external_task_id`` (account-wide): ``duplicate_external_id="reject"`` (default)
-  -> 400/1201; ``"return_existing"`` -> 200 with the existing task (nothing new is created or counted
-  in ``creates``).
+  -> 400/1201 ``"external_task_id: '<id>' is already used by task <task_id>; it must be unique"``;
+  ``"return_existing"`` -> 200 with the existing task as a query shows it now (nothing new is
+  created or counted in ``creates``; ``create_attempts`` counts the POST).
+* A result's reported ``duration`` is the video's length as a decimal string (``"3.0"``,
+  ``"5.041"``); ``script(..., video_seconds=5.041)`` makes a task's video that long (Kling returns
+  a frame or so more than asked), ``reported_seconds`` makes it report another figure.
 * ``multi_shot`` accepts ``true``/``false`` and the strings ``"true"``/``"false"`` (one official
   example sends the string).
 * JWT: HS256 only, ``iss`` must be the access key, ``exp`` required (integer), ``nbf`` optional
@@ -96,6 +109,8 @@ DEFAULT_MESSAGES = {
 
 VIDEO_FAMILIES = ("text2video", "image2video", "multi-image2video", "omni-video", "motion-control")
 ELEMENTS_FAMILY = "advanced-custom-elements"
+LOOKUP_CONVENTIONS = ("path", "list_filter", "flag")
+"""Ways of finding a task by external id on the legacy API (kling-api-2.md §8)."""
 
 _T2V_MODELS = frozenset({
     "kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6", "kling-v3",
@@ -288,16 +303,25 @@ class FakeTask:
     video_url: str | None = None
     watermark_url: str | None = None
     element: dict[str, Any] | None = None
+    video_seconds: float | None = None
+    """Scripted length of the result video (else the requested shots)."""
+    reported_seconds: float | None = None
+    """Scripted duration the task reports (else the video's length)."""
 
     @property
     def duration(self) -> float:
         """Seconds of the result video (multi-shot: the sum of the shots)."""
-        return float(sum(self.shots))
+        return self.video_seconds if self.video_seconds is not None else float(sum(self.shots))
+
+    @property
+    def reported_duration(self) -> float:
+        return self.reported_seconds if self.reported_seconds is not None else self.duration
 
     @property
     def video_bytes(self) -> bytes:
         """The result MP4 (made on first use, cached by duration/shots/sound/aspect)."""
-        return videos.result_video(self.shots, sound=self.sound, aspect_ratio=self.aspect_ratio)
+        shots = (self.video_seconds,) if self.video_seconds is not None else self.shots
+        return videos.result_video(shots, sound=self.sound, aspect_ratio=self.aspect_ratio)
 
     @property
     def element_id(self) -> int | None:
@@ -314,6 +338,8 @@ class _Script:
     polls: int | None
     fail: str | None
     remaining: int | None
+    video_seconds: float | None = None
+    reported_seconds: float | None = None
 
 
 @dataclass
@@ -360,9 +386,15 @@ class FakeKling:
                  api_keys: tuple[str, ...] | list[str] = (DEFAULT_API_KEY,), polls_to_finish: int = 2,
                  clock: Callable[[], float] = time.time, base_url: str = DEFAULT_BASE_URL,
                  element_polls_to_finish: int = 1, duplicate_external_id: str = "reject",
-                 require_known_elements: bool = False, seed: int | None = None):
+                 require_known_elements: bool = False, seed: int | None = None,
+                 lookup_conventions: tuple[str, ...] | frozenset[str] | set[str] = LOOKUP_CONVENTIONS,
+                 list_filter_unsupported: str = "reject"):
         if duplicate_external_id not in ("reject", "return_existing"):
             raise ValueError("duplicate_external_id must be 'reject' or 'return_existing'")
+        if not set(lookup_conventions) <= set(LOOKUP_CONVENTIONS):
+            raise ValueError(f"lookup_conventions must be among {LOOKUP_CONVENTIONS}, got {sorted(lookup_conventions)}")
+        if list_filter_unsupported not in ("reject", "ignore"):
+            raise ValueError("list_filter_unsupported must be 'reject' or 'ignore'")
         self.access_key = access_key
         self.secret_key = secret_key
         self.api_keys = tuple(api_keys)
@@ -373,6 +405,10 @@ class FakeKling:
         self.cdn_base_url = CDN_BASE_URL
         """Where result URLs point; ``serve()`` switches it to ``<served base>/cdn``."""
         self.duplicate_external_id = duplicate_external_id
+        """What a create under a used external id gets: "reject" (400/1201) or "return_existing"."""
+        self.lookup_conventions = frozenset(lookup_conventions)
+        """Which ways of finding a task by external id this account answers (module docstring)."""
+        self.list_filter_unsupported = list_filter_unsupported
         self.require_known_elements = require_known_elements
         """When True, ``element_list`` ids must be elements created (and not deleted) on this fake."""
 
@@ -418,11 +454,14 @@ class FakeKling:
     # -------------------------------------------------------------- scripting
 
     def script(self, external_task_id_or_prompt_substring: str, *, polls: int | None = None,
-               fail: str | None = None, times: int | None = None) -> None:
+               fail: str | None = None, times: int | None = None, video_seconds: float | None = None,
+               reported_seconds: float | None = None) -> None:
         """Script the lifecycle of matching tasks: terminal after ``polls`` queries, failing with
-        ``task_status_msg=fail`` when given. Matches a task whose external_task_id equals the key,
-        else whose prompt (or a shot prompt) contains it; applies to tasks created later and to a
-        matching task that is not finished yet. ``times`` limits how many new tasks it applies to."""
+        ``task_status_msg=fail`` when given, with a result video ``video_seconds`` long reporting
+        ``reported_seconds`` (defaults: the request's length, and the video's). Matches a task whose
+        external_task_id equals the key, else whose prompt (or a shot prompt) contains it; applies
+        to tasks created later and to a matching task that is not finished yet. ``times`` limits
+        how many new tasks it applies to."""
         key = external_task_id_or_prompt_substring
         with self._lock:
             for task in self.tasks.values():
@@ -430,7 +469,8 @@ class FakeKling:
                     if polls is not None:
                         task.polls_to_finish = polls
                     task.fail_message = fail
-            self._scripts.append(_Script(key, polls, fail, times))
+                    task.video_seconds, task.reported_seconds = video_seconds, reported_seconds
+            self._scripts.append(_Script(key, polls, fail, times, video_seconds, reported_seconds))
 
     def inject(self, fault: Fault) -> None:
         """Queue a fault; the first queued fault matching a request applies."""
@@ -573,7 +613,7 @@ class FakeKling:
                 if method == "GET":
                     return self._list_or_lookup(family, request)
             elif method == "GET":
-                return self._query(family, parts[3])
+                return self._query_one(family, parts[3], request)
             raise KlingError(1202, f"{method} is not supported on {path}")
         if parts[:2] == ["v1", "general"] and len(parts) in (3, 4):
             name = parts[2]
@@ -584,11 +624,11 @@ class FakeKling:
                     if method == "GET":
                         return self._list_or_lookup(ELEMENTS_FAMILY, request)
                 elif method == "GET":
-                    return self._query(ELEMENTS_FAMILY, parts[3])
+                    return self._query_one(ELEMENTS_FAMILY, parts[3], request)
                 raise KlingError(1202, f"{method} is not supported on {path}")
             if name == "advanced-presets-elements" and len(parts) == 3:
                 if method == "GET":
-                    self._page(request)
+                    self._page(dict(request.url.params))
                     return self._ok([self._preset_element()])
                 raise KlingError(1202, f"{method} is not supported on {path}")
             if name in ("delete-elements", "delete-advanced-elements") and len(parts) == 3:
@@ -668,11 +708,7 @@ class FakeKling:
         render = self._validate(family, body)
         external_id = body.get("external_task_id")
         if external_id is not None and external_id in self._by_external:
-            existing = self.tasks[self._by_external[external_id]]
-            if self.duplicate_external_id == "reject":
-                raise _invalid("external_task_id",
-                               f"'{external_id}' is already used by task {existing.task_id}; it must be unique")
-            return self._ok(self._create_data(existing))
+            return self._duplicate(external_id)
         if self.units_balance is not None:
             committed = self._charged_exact + sum(
                 (Decimal(t.units_text) for t in self.tasks.values() if t.active and t.family in VIDEO_FAMILIES),
@@ -684,14 +720,15 @@ class FakeKling:
             if running >= self.concurrency_limit:
                 raise KlingError(1303)
         now = self._now_ms()
-        polls, fail = self._scripted(external_id, body, self.polls_to_finish)
+        script = self._scripted(external_id, body, self.polls_to_finish)
         task = FakeTask(
             task_id=self._new_task_id(), family=family, body=body, external_task_id=external_id,
-            created_at=now, updated_at=now, polls_to_finish=polls,
-            fail_message=fail if fail is not None else render.fail_message,
+            created_at=now, updated_at=now, polls_to_finish=script.polls if script.polls is not None else self.polls_to_finish,
+            fail_message=script.fail if script.fail is not None else render.fail_message,
             units=float(render.units), units_text=units_text(render.units), model=render.model, mode=render.mode,
             shots=render.shots, sound=render.sound, aspect_ratio=render.aspect_ratio,
-            watermark=bool(body.get("watermark_info", {}).get("enabled", False)))
+            watermark=bool(body.get("watermark_info", {}).get("enabled", False)),
+            video_seconds=script.video_seconds, reported_seconds=script.reported_seconds)
         self._store(task)
         self.creates[external_id or ""] += 1
         return self._ok(self._create_data(task))
@@ -701,16 +738,25 @@ class FakeKling:
         if task.external_task_id:
             self._by_external[task.external_task_id] = task.task_id
 
-    def _scripted(self, external_id: str | None, body: dict[str, Any], default_polls: int) -> tuple[int, str | None]:
+    def _scripted(self, external_id: str | None, body: dict[str, Any], default_polls: int) -> _Script:
+        """The script that applies to a new task (one use of it), or an empty one with ``default_polls``."""
         prompts = _prompts(body)
         chosen = next((s for s in self._scripts if external_id and s.key == external_id and s.remaining != 0), None)
         if chosen is None:
             chosen = next((s for s in self._scripts if s.remaining != 0 and s.key in prompts), None)
         if chosen is None:
-            return default_polls, None
+            return _Script("", default_polls, None, None)
         if chosen.remaining is not None:
             chosen.remaining -= 1
-        return (chosen.polls if chosen.polls is not None else default_polls), chosen.fail
+        return chosen
+
+    def _duplicate(self, external_id: str) -> httpx.Response:
+        """A create under an external id the account already used: refused, or the existing task."""
+        existing = self.tasks[self._by_external[external_id]]
+        if self.duplicate_external_id == "reject":
+            raise _invalid("external_task_id",
+                           f"'{external_id}' is already used by task {existing.task_id}; it must be unique")
+        return self._ok(self._task_data(existing))
 
     def _create_data(self, task: FakeTask) -> dict[str, Any]:
         data: dict[str, Any] = {"task_id": task.task_id, "task_status": "submitted"}
@@ -722,34 +768,50 @@ class FakeKling:
 
     # ---------------------------------------------------------------- query
 
-    def _find(self, family: str, id_or_external: str) -> FakeTask:
-        task = self.tasks.get(id_or_external) or self.task_by_external_id(id_or_external)
+    def _find(self, family: str, id_or_external: str, *, by_external: bool = True) -> FakeTask:
+        task = self.tasks.get(id_or_external) or (self.task_by_external_id(id_or_external) if by_external else None)
         if task is None or task.family != family:
             raise KlingError(1203, f"task {id_or_external} does not exist on {family}")
         return task
 
-    def _query(self, family: str, id_or_external: str) -> httpx.Response:
-        task = self._find(family, id_or_external)
+    def _query(self, family: str, id_or_external: str, *, by_external: bool = True) -> httpx.Response:
+        task = self._find(family, id_or_external, by_external=by_external)
         self.polls[task.task_id] += 1
         self._advance(task)
         return self._ok(self._task_data(task))
 
-    def _list_or_lookup(self, family: str, request: httpx.Request) -> httpx.Response:
+    def _query_one(self, family: str, ident: str, request: httpx.Request) -> httpx.Response:
+        """``GET {family}/{id}``: a task id always; an external id in the path slot when ``"path"`` is
+        on, or with ``?external_task_id=true`` when ``"flag"`` is on (else an unknown parameter)."""
         params = dict(request.url.params)
-        if "external_task_id" in params:
-            extra = set(params) - {"external_task_id"}
-            if extra:
-                raise _invalid(sorted(extra)[0], "unknown query parameter")
-            return self._query(family, params["external_task_id"])
-        number, size = self._page(request)
+        if params:
+            if set(params) != {"external_task_id"} or "flag" not in self.lookup_conventions:
+                raise _invalid(sorted(params)[0], "unknown query parameter")
+            if params["external_task_id"] != "true":
+                raise _invalid("external_task_id", f"must be true, got {params['external_task_id']!r}")
+            return self._query(family, ident)
+        return self._query(family, ident, by_external="path" in self.lookup_conventions)
+
+    def _list_or_lookup(self, family: str, request: httpx.Request) -> httpx.Response:
+        """``GET {family}``: the newest-first list, paged; with ``?external_task_id=`` the list filter
+        (the matching task, or ``[]``) when ``"list_filter"`` is on. Lists never advance tasks."""
+        params = dict(request.url.params)
         tasks = sorted((t for t in self.tasks.values() if t.family == family),
                        key=lambda t: (t.created_at, t.task_id), reverse=True)
+        if "external_task_id" in params:
+            if "list_filter" in self.lookup_conventions:
+                wanted = params.pop("external_task_id")
+                tasks = [t for t in tasks if t.external_task_id == wanted]
+            elif self.list_filter_unsupported == "reject":
+                raise _invalid("external_task_id", "unknown query parameter (use pageNum, pageSize)")
+            else:
+                params.pop("external_task_id")
+        number, size = self._page(params)
         page = tasks[(number - 1) * size: number * size]
         return self._ok([self._task_data(t) for t in page])
 
     @staticmethod
-    def _page(request: httpx.Request) -> tuple[int, int]:
-        params = dict(request.url.params)
+    def _page(params: dict[str, str]) -> tuple[int, int]:
         extra = set(params) - {"pageNum", "pageSize"}
         if extra:
             raise _invalid(sorted(extra)[0], "unknown query parameter (use pageNum, pageSize)")
@@ -810,7 +872,7 @@ class FakeKling:
                 data["task_result"] = {"elements": [dict(task.element)]}
             else:
                 video: dict[str, Any] = {"id": task.video_id, "url": task.video_url,
-                                         "duration": f"{task.duration:.1f}"}
+                                         "duration": _seconds_text(task.reported_duration)}
                 if task.watermark_url:
                     video["watermark_url"] = task.watermark_url
                 data["task_result"] = {"videos": [video]}
@@ -853,13 +915,11 @@ class FakeKling:
         self._validate_element(body)
         external_id = body.get("external_task_id")
         if external_id is not None and external_id in self._by_external:
-            existing = self.tasks[self._by_external[external_id]]
-            if self.duplicate_external_id == "reject":
-                raise _invalid("external_task_id",
-                               f"'{external_id}' is already used by task {existing.task_id}; it must be unique")
-            return self._ok(self._create_data(existing))
+            return self._duplicate(external_id)
         now = self._now_ms()
-        polls, fail = self._scripted(external_id, body, self.element_polls_to_finish)
+        script = self._scripted(external_id, body, self.element_polls_to_finish)
+        polls = script.polls if script.polls is not None else self.element_polls_to_finish
+        fail = script.fail
         element_id = self._random.randrange(2**53 + 1, 2**63 - 1)
         element = {
             "element_id": element_id,
@@ -1507,6 +1567,12 @@ def _nearest_aspect(size: tuple[int, int]) -> str:
 def _ratio_value(name: str) -> float:
     width, height = name.split(":")
     return int(width) / int(height)
+
+
+def _seconds_text(seconds: float) -> str:
+    """Kling's decimal-string duration: ``"5.0"``, ``"5.1"``, ``"5.041"`` (at most millisecond precision)."""
+    text = f"{seconds:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def _prompts(body: dict[str, Any]) -> str:

@@ -3,24 +3,44 @@
 ``open_provider`` is the one place that picks and builds a provider, so the CLI, the engine's
 tests and the benchmarks agree on the rule: an explicit choice wins; otherwise Kling when
 credentials are configured (environment or the project's ``.env``), else the free preview.
+
+Whether a provider costs money is its class's ``free`` attribute; ``provider_is_free`` reads it
+by name (for plan displays made before a provider is opened), so no caller compares names.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from storyboard.errors import UserError
 from storyboard.render.providers.base import Provider
 
-PROVIDER_NAMES = ("kling", "preview")
+PROVIDER_CLASSES = {
+    "kling": ("storyboard.render.providers.kling", "KlingProvider"),
+    "preview": ("storyboard.render.providers.preview", "PreviewProvider"),
+}
+"""Provider name -> (module, class), imported on first use (Kling's client pulls in httpx and jwt)."""
+PROVIDER_NAMES = tuple(PROVIDER_CLASSES)
+
+
+def _provider_class(name: str) -> Any:
+    if name not in PROVIDER_CLASSES:
+        raise UserError(f"unknown provider {name!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
+    module, attribute = PROVIDER_CLASSES[name]
+    return getattr(import_module(module), attribute)
+
+
+def provider_is_free(name: str) -> bool:
+    """Whether rendering with the named provider costs nothing (its class's ``free``)."""
+    return bool(_provider_class(name).free)
 
 
 def choose_provider_name(requested: str | None, project_dir: Path) -> str:
     """The provider a render uses: ``requested``, else kling when credentials exist, else preview."""
     if requested:
-        if requested not in PROVIDER_NAMES:
-            raise UserError(f"unknown provider {requested!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
+        _provider_class(requested)
         return requested
     from storyboard.render.providers.kling import KlingCredentials
 
@@ -28,20 +48,11 @@ def choose_provider_name(requested: str | None, project_dir: Path) -> str:
 
 
 def open_provider(name: str, project_dir: Path, **options: Any) -> Provider:
-    """Build the named provider for a project. ``options`` go to the provider (e.g. ``transport``)."""
-    if name == "kling":
-        from storyboard.render.providers.kling import KlingCredentials, KlingProvider
+    """Build the named provider for a project. ``options`` go to the provider (e.g. ``transport``).
 
-        credentials = KlingCredentials.from_env(project_dir)
-        if credentials is None:
-            raise UserError(
-                "no Kling credentials are configured",
-                hint="set KLINGAI_ACCESS_KEY and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment "
-                "or in the project's .env file, or use --provider preview",
-            )
-        return KlingProvider(credentials, **options)
-    if name == "preview":
-        from storyboard.render.providers.preview import PreviewProvider
-
-        return PreviewProvider(Path(project_dir), **options)
-    raise UserError(f"unknown provider {name!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
+    Each provider class builds itself for a project (``for_project``): Kling reads its credentials
+    from the environment or the project's ``.env`` and says how to set them when there are none;
+    the preview keeps its cache in the project folder.
+    """
+    provider: Provider = _provider_class(name).for_project(Path(project_dir), **options)
+    return provider

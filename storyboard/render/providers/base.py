@@ -42,12 +42,23 @@ class TaskState:
     video_url: str | None = None
     units_charged: float | None = None
     message: str = ""
+    duration: float | None = None
+    """Seconds of the result video as the provider reports them (Kling: ``"5.1"``, ``"5.041"``):
+    slightly more than requested is normal, so a download is checked against this and the request."""
+    adopted: bool = False
+    """The task existed before this run asked for it (an earlier render under the same external id,
+    paid then): it is followed and downloaded, never paid again."""
 
 
 class Provider(Protocol):
-    """A video provider. ``name`` goes into the journal so clips of one never satisfy another."""
+    """A video provider. ``name`` goes into the journal so clips of one never satisfy another.
+
+    ``free`` says whether a create costs money; the engine skips budgets, prices and account
+    look-ups for a free provider (the preview) because of this property, never because of its name.
+    """
 
     name: str
+    free: bool
 
     async def create(self, job: Job) -> TaskState:
         """Submit the request (this is the call that costs money)."""
@@ -55,8 +66,12 @@ class Provider(Protocol):
     async def query(self, job: Job, task_id: str) -> TaskState:
         """The task's current state."""
 
-    async def lookup(self, job: Job) -> TaskState | None:
-        """Find the task by ``job.external_task_id`` after an ambiguous create; None if it never arrived."""
+    async def lookup(self, job: Job, *, thorough: bool = True) -> TaskState | None:
+        """Find the task by ``job.external_task_id``; None if the account has none.
+
+        ``thorough`` (after an ambiguous create) tries every way the provider may answer; without it
+        one cheap call is made (the check before a first create, where a miss costs nothing).
+        """
 
     async def download(self, job: Job, state: TaskState, dest: Path) -> None:
         """Write the result video to ``dest`` (the engine verifies and renames it)."""

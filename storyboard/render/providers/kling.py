@@ -4,10 +4,21 @@ Why it is shaped like this (kling-api.md §1, §2, §9, §10; ARCHITECTURE.md "N
 
 * Errors are decided on the envelope's business ``code``, never on the HTTP status: the fatal
   1100/1101/1102/1304 share HTTP 429 with the retryable 1302/1303.
+* Every failure is raised as one kind of ``storyboard.errors`` (``NeverArrived``, ``Ambiguous``,
+  ``Rejected``, ``ExternalIdInUse``, ``RateLimited``, ``AccountError``, ``TaskFailed``,
+  ``DownloadFailed``): the engine decides from the kind alone what the failure means for money.
 * A create (the call that costs money) is never retried blindly. It is re-sent only when it
   provably never arrived (connect error) or Kling refused it for rate/concurrency (1302/1303).
   After an ambiguous outcome (read timeout after sending, dropped connection, 5000/5002) the task
   is first looked up by its ``external_task_id``; only a lookup proving it absent allows a re-send.
+* A create refused because its ``external_task_id`` is already used (1201 "... is already used by
+  task N"), or answered with a task that existed before it was sent, is *adopted*: that task was
+  paid for by an earlier render (a deleted or copied journal), so it is returned marked
+  ``adopted`` and followed like our own, and nothing is sent under a new id.
+* Looking a task up by ``external_task_id`` has three conventions in the wild on the legacy API
+  (kling-api-2.md §8): the path slot (documented), a ``?external_task_id=`` list filter, and
+  ``/{id}?external_task_id=true``. They are tried in that order, and the first that finds a task
+  is remembered for the client, whose misses are then trusted.
 * Reads (queries, lookups, downloads) are idempotent, so they retry with exponential back-off and
   jitter. The retry loops are small and explicit rather than ``tenacity``: the create policy
   branches on *what* failed (never arrived / refused / ambiguous → look up first), which is
@@ -26,18 +37,29 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import jwt
 from dotenv import dotenv_values
 
-from storyboard.errors import InternalError, ProviderError
+from storyboard.errors import (
+    AccountError,
+    Ambiguous,
+    DownloadFailed,
+    ExternalIdInUse,
+    InternalError,
+    NeverArrived,
+    ProviderError,
+    RateLimited,
+    Rejected,
+    TaskFailed,
+)
 from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, ElementRegistration
-from storyboard.render.providers.base import Job, TaskState
+from storyboard.render.providers.base import Job, TaskState, TaskStatus
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 ELEMENTS_PATH = "/v1/general/advanced-custom-elements"
@@ -48,15 +70,38 @@ TOKEN_REFRESH_MARGIN = 300
 """Regenerate the JWT this many seconds before it expires, so no request carries a dying token."""
 
 AUTH_CODES = frozenset({1000, 1001, 1002, 1003, 1004})
-ACCOUNT_FATAL_CODES = frozenset({1100, 1101, 1102, 1304}) | AUTH_CODES
+ACCOUNT_CODES = frozenset({1100, 1101, 1102, 1103, 1304}) | AUTH_CODES
 """Codes that stop every further create of the run: retrying or sending more cannot succeed."""
-REFUSED_RETRYABLE_CODES = frozenset({1302, 1303})
-"""Kling refused the call (nothing was created, nothing charged): safe to send again after a pause."""
-SERVER_AMBIGUOUS_CODES = frozenset({5000, 5002})
+RATE_CODES = frozenset({1302, 1303})
+"""Kling refused the call for rate or concurrency (nothing created, nothing charged): send again later."""
+MAINTENANCE_CODES = frozenset({5001})
+"""Kling is down for maintenance: nothing charged; a create is still looked up before a re-send."""
+AMBIGUOUS_CODES = frozenset({5000, 5002})
 """The server failed mid-way: a create may or may not exist. Look it up before re-sending."""
-SERVER_RETRYABLE_CODES = frozenset({5000, 5001, 5002})
 ABSENT_CODES = frozenset({1201, 1203})
 """What an unknown task id is answered with (404/1203 or 400/1201: undocumented, §14)."""
+
+EXTERNAL_ID_IN_USE = re.compile(
+    r"external[_ ]task[_ ]id.*?(already (been )?used|already exists?|duplicate|must be unique|not unique)",
+    re.IGNORECASE | re.DOTALL)
+"""A 1201 that refuses a create because its external id names an existing task (kling-api.md §14)."""
+EXISTING_TASK_ID = re.compile(r"(?:by|as|to)\s+task(?:[ _]?id)?\s*[:#=]?\s*['\"]?([0-9]{6,})",
+                              re.IGNORECASE)
+"""The existing task's id inside that message ("... is already used by task 866123..."), when given."""
+
+EXISTING_TASK_MARGIN = 600.0
+"""A create answered with a task created this many seconds before it was sent answers with an older
+task (Kling's "return the existing task" behaviour), not a new one; generous for clock skew."""
+
+LookupConvention = Literal["path", "list_filter", "flag"]
+LOOKUP_CONVENTIONS: tuple[LookupConvention, ...] = ("path", "list_filter", "flag")
+"""How the legacy API may find a task by external id (kling-api-2.md §8), in the order tried:
+``GET {family}/{id}`` (documented), ``GET {family}?external_task_id={id}`` (a list filter, paged),
+``GET {family}/{id}?external_task_id=true``."""
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 50
+"""The list filter is paged (a server that ignores the filter lists every task, newest first):
+at most this many pages of this size are read, the account's 5000 newest tasks."""
 
 JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
 BEARER_PATTERN = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
@@ -190,26 +235,27 @@ def _code_message(code: int, kling_message: str) -> tuple[str, str]:
 
 
 def _kling_error(code: int, message: str, status: int, request_id: str | None, auth: KlingAuth, *, during: str) -> ProviderError:
-    what, todo = _code_message(code, auth.scrub(message or ""))
-    money: bool | None = None if code in SERVER_AMBIGUOUS_CODES and during == "create" else False
-    return ProviderError(
-        message=what,
-        status=status,
-        code=code,
-        request_id=request_id,
-        money_spent=money,
-        retryable=code in REFUSED_RETRYABLE_CODES or code in SERVER_RETRYABLE_CODES,
-        hint=todo,
-        details={"fatal_account": code in ACCOUNT_FATAL_CODES, "during": during},
-    )
-
-
-class _NeverArrived(Exception):
-    """The request provably never reached Kling (connect failed): safe to send again."""
-
-
-class _Ambiguous(Exception):
-    """The request may have reached Kling (sent, then the answer was lost)."""
+    """The typed error for a Kling business ``code`` (decided on the code, never on the HTTP status)."""
+    said = auth.scrub(message or "")
+    what, todo = _code_message(code, said)
+    common: dict[str, Any] = {"message": what, "status": status, "code": code, "request_id": request_id,
+                              "hint": todo, "details": {"during": during}}
+    if code in ACCOUNT_CODES:
+        return AccountError(**common)
+    if code in RATE_CODES or code in MAINTENANCE_CODES:
+        return RateLimited(**common)
+    if code in AMBIGUOUS_CODES or code >= 5000:
+        # A read that failed on the server spent nothing; only a create's outcome is unknown.
+        return Ambiguous(**common, money_spent=None if during == "create" else False)
+    if during == "create" and code == 1201 and EXTERNAL_ID_IN_USE.search(said):
+        found = EXISTING_TASK_ID.search(said)
+        common["message"] = (f"Kling says this request's external_task_id is already used"
+                             f"{f' by task {found.group(1)}' if found else ''}: an earlier render already paid for it."
+                             f" Kling said: {said!r}.")
+        common["hint"] = ("nothing was sent again; run again to look the task up and download it, or find it "
+                          "in the Kling console")
+        return ExternalIdInUse(**common, task_id=found.group(1) if found else None)
+    return Rejected(**common)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,21 +295,39 @@ def resolve_body(job: Job) -> dict[str, Any]:
     return body
 
 
+TASK_STATUSES: dict[str, TaskStatus] = {"submitted": "submitted", "processing": "processing",
+                                        "succeed": "succeed", "failed": "failed"}
+"""Kling's task statuses (note ``succeed``); anything else is read as still processing."""
+
+
 def task_state(data: dict[str, Any]) -> TaskState:
-    """A ``TaskState`` from a task object (create or query ``data``, §9.1/§9.2)."""
+    """A ``TaskState`` from a task object (create or query ``data``, §9.1/§9.2).
+
+    The video's ``duration`` is a decimal string of seconds (legacy ``"5.1"``, new API ``"5.041"``,
+    kling-api-2.md §9): kept as Kling reports it, so a download is checked against it.
+    """
     result = data.get("task_result") or {}
     videos = result.get("videos") or []
-    url = videos[0].get("url") if videos else None
-    units = data.get("final_unit_deduction")
+    video = videos[0] if videos and isinstance(videos[0], dict) else {}
+    status = TASK_STATUSES.get(str(data.get("task_status") or "submitted"), "processing")
+    return TaskState(task_id=str(data.get("task_id", "")), status=status, video_url=video.get("url"),
+                     units_charged=_decimal(data.get("final_unit_deduction")),
+                     message=data.get("task_status_msg") or "", duration=_decimal(video.get("duration")))
+
+
+def _decimal(value: Any) -> float | None:
+    """Kling's decimal strings (``"1.8"``, ``"5.041"``) as floats; None when absent or not a number."""
+    if value in (None, ""):
+        return None
     try:
-        units_charged = float(units) if units not in (None, "") else None
+        return float(value)
     except (TypeError, ValueError):
-        units_charged = None
-    status = data.get("task_status") or "submitted"
-    if status not in ("submitted", "processing", "succeed", "failed"):
-        status = "processing"
-    return TaskState(task_id=str(data.get("task_id", "")), status=status, video_url=url,
-                     units_charged=units_charged, message=data.get("task_status_msg") or "")
+        return None
+
+
+def _created_at_seconds(data: dict[str, Any]) -> float | None:
+    created = data.get("created_at")
+    return created / 1000.0 if isinstance(created, (int, float)) and created > 0 else None
 
 
 def _external_id_of(data: dict[str, Any]) -> str | None:
@@ -282,6 +346,7 @@ class KlingProvider:
     """``providers.base.Provider`` over Kling's legacy HTTP API."""
 
     name = "kling"
+    free = False
 
     def __init__(
         self,
@@ -299,9 +364,12 @@ class KlingProvider:
         backoff_cap: float = 30.0,
         element_poll_interval: float = 3.0,
         element_poll_limit: int = 200,
+        lookup_page_size: int = LOOKUP_PAGE_SIZE,
+        lookup_max_pages: int = LOOKUP_MAX_PAGES,
     ) -> None:
         self._credentials = credentials
         self._auth = KlingAuth(credentials, clock)
+        self._clock = clock
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             base_url=credentials.base_url,
@@ -319,6 +387,24 @@ class KlingProvider:
         self.backoff_cap = backoff_cap
         self.element_poll_interval = element_poll_interval
         self.element_poll_limit = element_poll_limit
+        self.lookup_page_size = lookup_page_size
+        self.lookup_max_pages = lookup_max_pages
+        self.lookup_convention: LookupConvention | None = None
+        """The external-id lookup convention that found a task on this account (None until one has)."""
+
+    @classmethod
+    def for_project(cls, project_dir: Path, **options: Any) -> KlingProvider:
+        """The client for a project: credentials from the environment, else the project's ``.env``."""
+        credentials = KlingCredentials.from_env(project_dir)
+        if credentials is None:
+            from storyboard.errors import UserError
+
+            raise UserError(
+                "no Kling credentials are configured",
+                hint="set KLINGAI_ACCESS_KEY and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment "
+                "or in the project's .env file, or use --provider preview",
+            )
+        return cls(credentials, **options)
 
     def __repr__(self) -> str:
         return f"KlingProvider(base_url={self._credentials.base_url!r}, auth={self._credentials.kind!r})"
@@ -341,33 +427,40 @@ class KlingProvider:
                         params: dict | None = None, during: str) -> dict[str, Any]:
         """Send once (plus one token regeneration on an auth error); return the envelope.
 
-        Raises ``_NeverArrived`` on a connect failure, ``_Ambiguous`` when the request may have
-        arrived but no usable answer came back, ``ProviderError`` for a Kling error code.
+        Raises ``NeverArrived`` on a connect failure, ``Ambiguous`` when the request may have
+        arrived but no usable answer came back, and the typed error of a Kling error code.
         """
         regenerated = False
+        details = {"during": during}
         while True:
             headers = {"Content-Type": "application/json", **self._auth.header(force_new=regenerated)}
             try:
                 response = await self._client.request(method, path, json=body, params=params, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise _NeverArrived(self.scrub(f"{type(exc).__name__}: {exc}")) from None
+                raise NeverArrived(self.scrub(f"{type(exc).__name__}: {exc}"), details=details) from None
             except httpx.TransportError as exc:  # read/write timeout, dropped connection, protocol error
-                raise _Ambiguous(self.scrub(f"{type(exc).__name__}: {exc}")) from None
+                raise Ambiguous(self.scrub(f"{type(exc).__name__}: {exc}"), details=details,
+                                money_spent=None if during == "create" else False) from None
             try:
                 envelope = response.json()
                 if not isinstance(envelope, dict) or "code" not in envelope:
                     raise ValueError("no envelope")
             except (ValueError, json.JSONDecodeError):
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise _Ambiguous(f"HTTP {response.status_code} without a Kling answer") from None
-                if response.status_code == 404:
+                status = response.status_code
+                if status == 429:
+                    raise RateLimited(f"Kling answered HTTP 429 during {during}; nothing was charged.", status=status,
+                                      hint="wait a minute and run again", details=details) from None
+                if status == 404:
                     envelope = {"code": 1203, "message": "not found"}
+                elif status >= 500 or during == "create":
+                    raise Ambiguous(f"Kling answered HTTP {status} with no readable body during {during}.",
+                                    status=status, money_spent=None if during == "create" else False,
+                                    hint="run again later; if it persists, check KLINGAI_BASE_URL",
+                                    details=details) from None
                 else:
-                    raise ProviderError(
-                        message=f"Kling answered HTTP {response.status_code} with no readable body during {during}.",
-                        status=response.status_code, money_spent=None if during == "create" else False,
-                        hint="run again later; if it persists, check KLINGAI_BASE_URL", details={"during": during},
-                    ) from None
+                    raise Rejected(f"Kling answered HTTP {status} with no readable body during {during}.",
+                                   status=status, hint="run again later; if it persists, check KLINGAI_BASE_URL",
+                                   details=details) from None
             code = int(envelope.get("code", -1))
             if code == 0:
                 return envelope
@@ -378,24 +471,22 @@ class KlingProvider:
                                envelope.get("request_id"), self._auth, during=during)
 
     async def _read(self, path: str, *, params: dict | None = None, during: str) -> dict[str, Any]:
-        """An idempotent GET with back-off on transport errors and 1302/1303/5000-5002."""
-        last: Exception | None = None
+        """An idempotent GET with back-off on transport errors, 1302/1303, 5000-5002 and HTTP 429."""
+        last: ProviderError | None = None
         for attempt in range(self.max_read_attempts):
             try:
                 return await self._exchange("GET", path, params=params, during=during)
-            except (_NeverArrived, _Ambiguous) as exc:
-                last = exc
-            except ProviderError as exc:
-                if not exc.retryable:
-                    raise
+            except (NeverArrived, Ambiguous, RateLimited) as exc:
                 last = exc
             if attempt + 1 < self.max_read_attempts:
                 await self._backoff(attempt)
-        if isinstance(last, ProviderError):
+        if last is not None and last.code is not None:
             raise last
-        raise ProviderError(
-            message=f"could not reach Kling during {during} after {self.max_read_attempts} attempts ({last}); nothing new was charged.",
-            money_spent=False, retryable=True, hint="check the network, then run again (finished work is kept)",
+        kind = NeverArrived if isinstance(last, NeverArrived) else Ambiguous
+        raise kind(
+            message=f"could not reach Kling during {during} after {self.max_read_attempts} attempts ({last}); "
+                    "nothing new was charged.",
+            money_spent=False, hint="check the network, then run again (finished work is kept)",
             details={"during": during},
         )
 
@@ -406,89 +497,140 @@ class KlingProvider:
         return await self._create(job.request.endpoint, resolve_body(job), job.external_task_id, job.request.id)
 
     async def _create(self, endpoint: str, body: dict[str, Any], external_task_id: str, label: str) -> TaskState:
+        """POST a create; re-send only what provably did not arrive; adopt a task that already existed."""
         refusals = ambiguous = 0
+        first_sent = self._clock()
         while True:
             try:
                 envelope = await self._exchange("POST", endpoint, body=body, during="create")
-                return task_state(envelope.get("data") or {})
-            except _NeverArrived:
+                return self._created(envelope.get("data") or {}, first_sent)
+            except NeverArrived:
                 refusals += 1
                 if refusals > self.max_create_refusals:
-                    raise ProviderError(
+                    raise NeverArrived(
                         message=f"could not reach Kling to submit {label}; nothing was charged.",
-                        money_spent=False, retryable=True, hint="check the network and KLINGAI_BASE_URL, then run again",
-                        details={"during": "create"},
+                        hint="check the network and KLINGAI_BASE_URL, then run again", details={"during": "create"},
                     ) from None
                 await self._backoff(refusals - 1)
                 continue
-            except ProviderError as exc:
-                if exc.code in REFUSED_RETRYABLE_CODES:
+            except ExternalIdInUse as exc:
+                return await self._adopt(endpoint, external_task_id, exc)
+            except RateLimited as exc:
+                if exc.code not in MAINTENANCE_CODES:
                     refusals += 1
                     if refusals > self.max_create_refusals:
                         raise
                     await self._backoff(refusals - 1)
                     continue
-                if exc.code not in SERVER_RETRYABLE_CODES:
-                    raise  # 5001 too is looked up first: cheap, and safe whatever the server did
-                reason = str(exc)
-            except _Ambiguous as exc:
+                reason = str(exc)  # 5001 too is looked up first: cheap, and safe whatever the server did
+            except Ambiguous as exc:
                 reason = str(exc)
             # The create may have arrived: never send it again before proving it did not.
             ambiguous += 1
             try:
-                found = await self._lookup(endpoint, external_task_id)
+                found = await self._lookup(endpoint, external_task_id, thorough=True)
             except ProviderError as exc:
-                raise ProviderError(
+                raise Ambiguous(
                     message=(f"the submission of {label} got no clear answer ({reason}) and the follow-up lookup "
                              f"failed too; it is unknown whether Kling charged for it."),
-                    money_spent=None, retryable=True,
                     hint="run again later: the task is looked up by its external_task_id before anything is re-sent",
-                    details={"during": "create", "ambiguous": True},
+                    details={"during": "create"},
                 ) from exc
             if found is not None:
                 return found
             if ambiguous > self.max_create_ambiguous:
-                raise ProviderError(
+                raise Ambiguous(
                     message=f"Kling kept failing to accept {label} ({reason}); lookups show no task, so nothing was charged.",
-                    money_spent=False, retryable=True, hint="run again later", details={"during": "create"},
+                    money_spent=False, hint="run again later", details={"during": "create"},
                 )
             await self._backoff(ambiguous - 1)
+
+    def _created(self, data: dict[str, Any], sent_at: float) -> TaskState:
+        """The task a create answered with, marked adopted when it existed before the create was sent.
+
+        Kling may answer a reused external id with the existing task instead of a refusal
+        (kling-api-2.md §8). A new task is always ``submitted`` in a create's answer (§9.1), so any
+        other status, or a creation time well before the request was sent, is an older task.
+        """
+        state = task_state(data)
+        created_at = _created_at_seconds(data)
+        older = created_at is not None and created_at < sent_at - EXISTING_TASK_MARGIN
+        return replace(state, adopted=True) if state.status != "submitted" or older else state
+
+    async def _adopt(self, endpoint: str, external_task_id: str, refusal: ExternalIdInUse) -> TaskState:
+        """The existing task a refused create named (by the id in Kling's message, else by external id)."""
+        state: TaskState | None = None
+        if refusal.task_id:
+            state = await self._task_at(f"{endpoint}/{refusal.task_id}", None, external_task_id)
+        if state is None:
+            state = await self._lookup(endpoint, external_task_id, thorough=True)
+        if state is None:
+            raise replace(refusal, external_task_id=external_task_id,
+                          message=refusal.message + " It could not be looked up, so nothing was adopted or re-sent.")
+        return replace(state, adopted=True)
 
     async def query(self, job: Job, task_id: str) -> TaskState:
         envelope = await self._read(f"{job.request.endpoint}/{task_id}", during="query")
         return task_state(envelope.get("data") or {})
 
-    async def lookup(self, job: Job) -> TaskState | None:
-        return await self._lookup(job.request.endpoint, job.external_task_id)
+    async def lookup(self, job: Job, *, thorough: bool = True) -> TaskState | None:
+        return await self._lookup(job.request.endpoint, job.external_task_id, thorough=thorough)
 
-    async def _lookup(self, endpoint: str, external_task_id: str) -> TaskState | None:
-        """Find a task by external_task_id: the path slot first (official), then ``?external_task_id=``."""
-        try:
-            envelope = await self._read(f"{endpoint}/{external_task_id}", during="lookup")
-            data = envelope.get("data")
-            if isinstance(data, dict) and data.get("task_id"):
-                return task_state(data)
-        except ProviderError as exc:
-            if exc.code not in ABSENT_CODES:
-                raise
-        try:
-            envelope = await self._read(endpoint, params={"external_task_id": external_task_id}, during="lookup")
-        except ProviderError as exc:
-            if exc.code in ABSENT_CODES:
-                return None
-            raise
-        data = envelope.get("data")
-        items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
-        for item in items:
-            if isinstance(item, dict) and item.get("task_id") and _external_id_of(item) == external_task_id:
-                return task_state(item)
+    async def _lookup(self, endpoint: str, external_task_id: str, *, thorough: bool) -> TaskState | None:
+        """Find a task by external id with the convention this account answers (kling-api-2.md §8).
+
+        Once a convention has found a task it is the only one used (a miss there is a real miss).
+        Until then a thorough lookup tries each in turn; a quick one (``thorough=False``, the check
+        before a first create) makes one call with the documented path slot, since a miss costs
+        nothing there: a create under a used id is refused or answered with that task, and adopted.
+        """
+        if self.lookup_convention is not None:
+            return await self._lookup_with(self.lookup_convention, endpoint, external_task_id)
+        for convention in LOOKUP_CONVENTIONS if thorough else LOOKUP_CONVENTIONS[:1]:
+            found = await self._lookup_with(convention, endpoint, external_task_id)
+            if found is not None:
+                self.lookup_convention = convention
+                return found
         return None
+
+    async def _lookup_with(self, convention: LookupConvention, endpoint: str, external_task_id: str) -> TaskState | None:
+        if convention == "path":
+            return await self._task_at(f"{endpoint}/{external_task_id}", None, external_task_id)
+        if convention == "flag":
+            return await self._task_at(f"{endpoint}/{external_task_id}", {"external_task_id": "true"}, external_task_id)
+        for page in range(1, self.lookup_max_pages + 1):
+            params = {"external_task_id": external_task_id, "pageNum": page, "pageSize": self.lookup_page_size}
+            try:
+                envelope = await self._read(endpoint, params=params, during="lookup")
+            except Rejected:
+                return None  # this server does not take the filter
+            data = envelope.get("data")
+            items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+            for item in items:
+                if isinstance(item, dict) and item.get("task_id") and _external_id_of(item) == external_task_id:
+                    return task_state(item)
+            if len(items) < self.lookup_page_size:
+                return None
+        return None
+
+    async def _task_at(self, path: str, params: dict | None, external_task_id: str) -> TaskState | None:
+        """The task a single-task GET answers, if it is the one with ``external_task_id``; None when absent."""
+        try:
+            envelope = await self._read(path, params=params, during="lookup")
+        except Rejected:
+            return None  # 1201/1203: no such task (or this form is not understood here)
+        data = envelope.get("data")
+        if not isinstance(data, dict) or not data.get("task_id"):
+            return None
+        if _external_id_of(data) not in (None, external_task_id):
+            return None
+        return task_state(data)
 
     async def download(self, job: Job, state: TaskState, dest: Path) -> None:
         """Stream the result video to ``dest``; retried on transport errors and short bodies."""
         if not state.video_url:
-            raise ProviderError(message=f"Kling reported {job.request.id} finished but gave no video URL.",
-                                money_spent=True, hint="run again to fetch the task again")
+            raise DownloadFailed(message=f"Kling reported {job.request.id} finished but gave no video URL.",
+                                 hint="run again to fetch the task again")
         await self._download(state.video_url, Path(dest), job.request.id)
 
     async def _download(self, url: str, dest: Path, label: str) -> None:
@@ -518,10 +660,9 @@ class KlingProvider:
             if attempt + 1 < self.max_read_attempts:
                 await self._backoff(attempt)
         dest.unlink(missing_ok=True)
-        raise ProviderError(
+        raise DownloadFailed(
             message=f"could not download the video of {label} ({last}); it is paid for and kept on Kling for 30 days.",
-            money_spent=True, retryable=True, hint="run again: the finished task is downloaded without a new charge",
-            details={"during": "download"},
+            hint="run again: the finished task is downloaded without a new charge", details={"during": "download"},
         )
 
     # ---- elements -----------------------------------------------------------------------------
@@ -535,29 +676,36 @@ class KlingProvider:
                 raise InternalError(f"element {registration.reference}: no file for {placeholder}")
             return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
+        def body_for(external_id: str) -> dict[str, Any]:
+            body: dict[str, Any] = {
+                "element_name": registration.name,
+                "element_description": registration.description,
+                "reference_type": "image_refer",
+                "element_image_list": {
+                    "frontal_image": b64(registration.frontal_image),
+                    "refer_images": [{"image_url": b64(p)} for p in registration.refer_images],
+                },
+                "external_task_id": external_id,
+            }
+            if registration.tags:
+                body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
+            return body
+
         digest = registration.frontal_image.removeprefix(IMAGE_SCHEME)
+        label = f"element {registration.reference}"
         # Kling keeps external ids unique per account, failed tasks included: after a failed
         # registration the next attempt needs the next id (sb-el-<digest>, then -2, -3, ...).
+        # Each id is looked up first: an earlier, lost run may have registered it already.
         attempt = 1
         while True:
             external_id = f"sb-el-{digest[:40]}" + (f"-{attempt}" if attempt > 1 else "")
-            found = await self._lookup(ELEMENTS_PATH, external_id)  # registered by an earlier, lost run?
-            if found is None or found.status != "failed" or attempt >= MAX_ELEMENT_ATTEMPTS:
+            found = await self._lookup(ELEMENTS_PATH, external_id, thorough=True)
+            if found is None:
+                found = await self._create(ELEMENTS_PATH, body_for(external_id), external_id, label)
+            if found.status != "failed" or attempt >= MAX_ELEMENT_ATTEMPTS:
                 break
             attempt += 1
-        body: dict[str, Any] = {
-            "element_name": registration.name,
-            "element_description": registration.description,
-            "reference_type": "image_refer",
-            "element_image_list": {
-                "frontal_image": b64(registration.frontal_image),
-                "refer_images": [{"image_url": b64(p)} for p in registration.refer_images],
-            },
-            "external_task_id": external_id,
-        }
-        if registration.tags:
-            body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
-        state_task = found.task_id if found and found.status != "failed" else (await self._create(ELEMENTS_PATH, body, external_id, f"element {registration.reference}")).task_id
+        state_task = found.task_id
         for _ in range(self.element_poll_limit):
             envelope = await self._read(f"{ELEMENTS_PATH}/{state_task}", during="element")
             data = envelope.get("data") or {}
@@ -567,10 +715,10 @@ class KlingProvider:
                 if elements and elements[0].get("element_id") is not None:
                     return int(elements[0]["element_id"])
             if status == "failed":
-                raise ProviderError(
+                raise TaskFailed(
                     message=f"Kling could not create the element for {registration.reference}: "
                             f"{self.scrub(data.get('task_status_msg') or 'no reason given')}.",
-                    money_spent=False, hint="use other reference images for this element, then run again",
+                    task_id=state_task, hint="use other reference images for this element, then run again",
                     details={"during": "element"},
                 )
             await self._sleep(self.element_poll_interval)

@@ -35,8 +35,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -49,7 +50,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from storyboard.errors import ProviderError
+from storyboard.errors import DownloadFailed, InternalError, Rejected, TaskFailed
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
     FRAME_SCHEME,
@@ -90,7 +91,8 @@ def preview_size(request: Request, four_k_preview_height: int = FULL_HD_HEIGHT) 
     ``four_k_preview_height`` with the same aspect ratio: a 2160p animatic would cost four times
     the time and show nothing more. Both sides are even, as yuv420p needs.
     """
-    width, height = request.width, request.height
+    width: float = request.width
+    height: float = request.height
     if request.mode == "4k" or height > FULL_HD_HEIGHT:
         width = width * four_k_preview_height / height
         height = four_k_preview_height
@@ -127,13 +129,13 @@ def _resolve_image(job: Job, placeholder: str) -> Path:
         path = job.project_dir / job.request.images[placeholder[len(IMAGE_SCHEME) :]]
     else:
         what = "the last frame of an earlier clip" if placeholder.startswith(FRAME_SCHEME) else "an image"
-        raise ProviderError(
+        raise Rejected(
             f"preview of {job.request.id}: no local file for {placeholder} ({what})",
             money_spent=False,
             hint="Render the requests it depends on first, or run `storyboard plan` again.",
         )
     if not path.is_file():
-        raise ProviderError(
+        raise Rejected(
             f"preview of {job.request.id}: image {path} for {placeholder} does not exist",
             money_spent=False,
             hint="Restore the file or fix the storyboard, then plan and render again.",
@@ -152,7 +154,7 @@ def _open_image(path: Path, request_id: str) -> Image.Image:
                 return flat
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
-        raise ProviderError(
+        raise Rejected(
             f"preview of {request_id}: cannot read image {path} ({exc})",
             money_spent=False,
             hint="Replace it with a valid PNG or JPEG.",
@@ -185,9 +187,12 @@ def _body_images(body: dict) -> tuple[str | None, str | None, list[str]]:
 
 
 @lru_cache(maxsize=32)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont:
     """Pillow's bundled scalable font: no system font is assumed to exist."""
-    return ImageFont.load_default(size=max(8, size))
+    font = ImageFont.load_default(size=max(8, size))
+    if not isinstance(font, ImageFont.FreeTypeFont):  # a Pillow built without FreeType
+        raise InternalError("the preview needs Pillow with FreeType support to draw text")
+    return font
 
 
 def _wrap(text: str, font, max_width: float) -> list[str]:
@@ -577,7 +582,7 @@ def _build_shots(job: Job, width: int, height: int) -> list[_Shot]:
 def _frames_in_order(shots: list[_Shot]) -> Iterator[bytes]:
     """Every frame of the clip, drawn a few ahead on worker threads, yielded in order."""
     tasks: list[Callable[[], bytes]] = [
-        (lambda shot=shot, i=i: shot.draw(i)) for shot in shots for i in range(shot.frames)
+        partial(shot.draw, i) for shot in shots for i in range(shot.frames)
     ]
     with ThreadPoolExecutor(max_workers=DRAW_THREADS, thread_name_prefix="preview-draw") as pool:
         pending: deque = deque()
@@ -619,8 +624,8 @@ def _ffmpeg_command(
 def render_preview(job: Job, dest: Path, *, four_k_preview_height: int = FULL_HD_HEIGHT) -> None:
     """Render ``job``'s request as an animatic MP4 at ``dest`` (written atomically).
 
-    Raises ``ProviderError`` (nothing spent) when an image is missing or unreadable, or ffmpeg
-    fails; ``dest`` is then left untouched.
+    Raises ``Rejected`` when an image is missing or unreadable and ``TaskFailed`` when ffmpeg fails
+    (nothing is ever spent); ``dest`` is then left untouched.
     """
     request = job.request
     width, height = preview_size(request, four_k_preview_height)
@@ -652,7 +657,7 @@ def render_preview(job: Job, dest: Path, *, four_k_preview_height: int = FULL_HD
             if code != 0 or broken:
                 errors.seek(0)
                 tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-                raise ProviderError(
+                raise TaskFailed(
                     f"preview of {request.id}: ffmpeg failed (exit {code}): {' | '.join(tail) or 'no message'}",
                     money_spent=False,
                     hint="This is a bug in the preview renderer; please report it with the plan.",
@@ -676,6 +681,7 @@ class PreviewProvider:
     """
 
     name = "preview"
+    free = True
 
     def __init__(self, project_dir: Path, *, four_k_preview_height: int = FULL_HD_HEIGHT) -> None:
         self.project_dir = Path(project_dir)
@@ -683,6 +689,11 @@ class PreviewProvider:
         self.work_dir = Workspace.at(self.project_dir).preview_work_dir
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @classmethod
+    def for_project(cls, project_dir: Path, **options: Any) -> PreviewProvider:
+        """The preview of one project (its cache lives in the project folder); no keys needed."""
+        return cls(project_dir, **options)
 
     def clip_path(self, job: Job) -> Path:
         width, height = preview_size(job.request, self.four_k_preview_height)
@@ -695,6 +706,7 @@ class PreviewProvider:
             video_url=path.resolve().as_uri(),
             units_charged=0.0,
             message="preview rendered locally",
+            duration=float(job.request.duration),
         )
 
     def _render_once(self, job: Job) -> Path:
@@ -729,7 +741,8 @@ class PreviewProvider:
             message=f"preview clip {path} is gone; render the request again",
         )
 
-    async def lookup(self, job: Job) -> TaskState | None:
+    async def lookup(self, job: Job, *, thorough: bool = True) -> TaskState | None:
+        """The cached clip of this request, if drawn already (a local file check either way)."""
         path = self.clip_path(job)
         good = await asyncio.to_thread(self._is_good, path)
         return self._state(job, path) if good else None
@@ -740,7 +753,7 @@ class PreviewProvider:
         if state.video_url and state.video_url.startswith("file://"):
             source = Path(unquote(urlparse(state.video_url).path))
         if not source.is_file():
-            raise ProviderError(
+            raise DownloadFailed(
                 f"preview of {job.request.id}: clip {source} is missing",
                 money_spent=False,
                 retryable=False,
