@@ -402,7 +402,13 @@ def test_an_unreadable_clip_is_a_clear_error_not_a_traceback(tmp_path: Path) -> 
     from storyboard.errors import UserError
 
     plan = coffee_plan()
-    (timeline,) = build_timelines(loaded(tmp_path, shots=SHOTS), plan, placeholder_clips(tmp_path, plan))
+    clips = placeholder_clips(tmp_path, plan)
+    (timeline,) = build_timelines(loaded(tmp_path, shots=SHOTS), plan, clips)
+    from storyboard.media import forget_cached_facts
+
+    beans = next(path for path in clips.values() if path.name.endswith("r01-beans.mp4"))
+    beans.write_bytes(b"\x00not a video" * 64)  # damaged after the cut was laid out
+    forget_cached_facts()
     with pytest.raises(UserError, match=r"r01-beans\.mp4: not a readable video") as caught:
         write_contact_sheet(timeline, tmp_path / "x.png")
     assert "storyboard render" in caught.value.hint

@@ -198,22 +198,15 @@ class _ClipFacts:
 
 
 def _clip_facts(segment: ShotSegment) -> _ClipFacts:
-    """Frames, fps and sound of the clip file, from its header alone (``video.open_packets``: a
-    probing open decodes a frame, ~35 ms a 1080p clip); the plan's figures if it is unreadable."""
-    import av
-
-    from storyboard.assemble.video import open_packets
+    """Frames, fps and sound of the clip file, from the process-wide facts cache (``media.probe``:
+    the assembler read the clip already, so this opens nothing); the plan's figures if unreadable."""
+    from storyboard.media import MediaError, probe
 
     try:
-        with open_packets(segment.clip) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            frames = stream.frames
-            if rate and not frames and stream.duration and stream.time_base:
-                frames = round_half_up(Fraction(stream.duration) * Fraction(stream.time_base) * Fraction(rate))
-            if rate and frames:
-                return _ClipFacts(frames, float(rate), bool(container.streams.audio))
-    except (av.FFmpegError, OSError, IndexError):
+        facts = probe(segment.clip)
+        if facts.frames and facts.fps:
+            return _ClipFacts(facts.frames, float(facts.fps), facts.has_audio)
+    except (MediaError, OSError):
         pass
     log.warning("%s: cannot read the clip; its OTIO available range comes from the plan", segment.clip)
     request = segment.request
@@ -221,21 +214,13 @@ def _clip_facts(segment: ShotSegment) -> _ClipFacts:
 
 
 def _audio_seconds(path: Path) -> float | None:
-    """Seconds of the first audio stream of a file (its header; None when unknown)."""
-    import av
-
-    from storyboard.assemble.video import open_packets
+    """Seconds of the first audio stream of a file (cached, like every media fact; None when unknown)."""
+    from storyboard.media import MediaError, audio_probe
 
     try:
-        with open_packets(path) as container:
-            if container.duration is not None:
-                return float(container.duration / av.time_base)
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-    except (av.FFmpegError, OSError, IndexError):
-        pass
-    return None
+        return audio_probe(path).duration
+    except (MediaError, OSError):
+        return None
 
 
 def _url(media_file: Path | None, fallback: Path, base: Path | None) -> str:
@@ -545,26 +530,21 @@ def _open_for_decoding(clip: Path, threaded: bool = True) -> Any:
 
 
 def _keyframe_at_or_before(clip: Path, middle: int) -> int | None:
-    """Frame index of the last keyframe at or before frame ``middle``, from the packets alone."""
-    from storyboard.assemble.video import open_packets
+    """Frame index of the last IDR keyframe at or before frame ``middle``, from the packet index the
+    assembler already read (``media.scan`` is cached per file: this opens nothing)."""
+    from storyboard.media import MediaError, scan
 
-    with open_packets(clip) as container:
-        if not container.streams.video:
-            return None
-        stream = container.streams.video[0]
-        rate = Fraction(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
-        time_base = Fraction(stream.time_base or Fraction(1, DEFAULT_FPS))
-        start = stream.start_time or 0
-        found = None
-        for packet in container.demux(stream):
-            if packet.pts is None or not packet.size:
-                continue
-            position = round_half_up((packet.pts - start) * time_base * rate)
-            if packet.is_keyframe and position <= middle:
-                found = position if found is None else max(found, position)
-            if position > middle + 16:  # past the middle by more than any B-frame reordering
-                break
-        return found
+    try:
+        facts = scan(clip)
+    except (MediaError, OSError):
+        return None
+    packets = facts.packets
+    if not packets.pts:
+        return None
+    start = min(packets.pts)
+    rate = Fraction(facts.probe.fps or DEFAULT_FPS)
+    positions = (round_half_up((pts - start) * packets.time_base * rate) for pts in packets.idr_pts)
+    return max((position for position in positions if position <= middle), default=None)
 
 
 def sheet_frame(clip: Path, first: int, middle: int, cover: tuple[int, int] | None = None) -> SheetFrame:
