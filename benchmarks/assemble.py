@@ -12,7 +12,7 @@ the same clips, in the same run. Each case runs in its own Python process, so it
     .venv/bin/python benchmarks/assemble.py --cases c2_hybrid_copy_audio,ours_cuts --runs 5
 
 Clips: 24 fps, 5 s, H.264 High yuv420p crf 18 (preset veryfast to keep generation short), x264
-default GOP (keyint 250: one keyframe per clip), a slow pan over a photo from ../shared/media
+default GOP (keyint 250: one keyframe per clip), a slow pan over a photo from projects/cat-boards/refs
 with temporal grain; odd clips carry an AAC 48 kHz stereo tone, even clips have no audio.
 The grain sets the bitrate, very steeply (x264 at crf 18: ``noise=alls=3`` gives ~5 Mb/s at 1080p,
 4 gives ~14, 5 ~28, 6 ~45): the default, 4, puts the clips at the top of the 7-15 Mb/s that
@@ -33,11 +33,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"  # ../shared beside the checkout
-PHOTOS = ["astronaut.png", "coffee.png", "rocket.jpg", "chelsea.png"]
+ROOT = harness.ROOT
+
 FPS = 24
 SECONDS = 5
 XFADE = 0.5
@@ -47,26 +46,7 @@ XFADE = 0.5
 
 
 def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4) -> list[Path]:
-    from storyboard.media import ffmpeg_exe
-
-    clips = []
-    for n in range(count):
-        path = folder / f"clip{n + 1}.mp4"
-        photo = MEDIA / PHOTOS[n % len(PHOTOS)]
-        big_w, big_h = int(width * 1.25), int(height * 1.25)
-        move = (f"scale={big_w}:{big_h}:force_original_aspect_ratio=increase:out_range=tv,crop={width}:{height}:"
-                f"x='(in_w-out_w)*t/{SECONDS}':y='(in_h-out_h)*(0.5+0.4*sin(t))',noise=alls={grain}:allf=t,format=yuv420p")
-        args = [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-framerate", str(FPS), "-t", str(SECONDS), "-i", str(photo)]
-        has_audio = n % 2 == 0
-        if has_audio:
-            args += ["-f", "lavfi", "-t", str(SECONDS), "-i", f"sine=frequency={220 * (n + 1)}:sample_rate=48000"]
-        args += ["-vf", move, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", str(FPS)]
-        if has_audio:
-            args += ["-c:a", "aac", "-ac", "2", "-ar", "48000"]
-        args.append(str(path))
-        subprocess.run(args, check=True)
-        clips.append(path)
-    return clips
+    return harness.make_clips(folder, count, width, height, grain)
 
 
 # ------------------------------------------------------------------------------------- cases
@@ -106,28 +86,11 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
         }[case]
         report = assemble_timeline(_timeline(clips, width, height, transition, audio), out, work_dir=work)
         return {"path": report.path_taken, "copied_frames": report.copied_frames}
-    listing = out.parent / "list.txt"
-    listing.write_text("".join(f"file '{c}'\n" for c in clips))
-    if case == "c_concat_copy":
-        subprocess.run([ff, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
-                        "-movflags", "+faststart", str(out)], check=True)
-    elif case == "c2_hybrid_copy_audio":
-        from storyboard.media import probe
-
-        args = [ff, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
-        chains, labels = [], []
-        for n, clip in enumerate(clips):
-            facts = probe(clip, count_frames=False)
-            if facts.has_audio:
-                args += ["-i", str(clip)]
-                source = f"[{sum(1 for a in args if a == '-i') - 1}:a]"
-                chains.append(f"{source}aresample=48000,apad,atrim=0:{facts.duration}[a{n}]")
-            else:
-                chains.append(f"anullsrc=r=48000:cl=stereo,atrim=0:{facts.duration}[a{n}]")
-            labels.append(f"[a{n}]")
-        chains.append(f"{''.join(labels)}concat=n={len(clips)}:v=0:a=1[a]")
-        subprocess.run([*args, "-filter_complex", ";".join(chains), "-map", "0:v", "-map", "[a]", "-c:v", "copy",
-                        "-c:a", "aac", "-movflags", "+faststart", str(out)], check=True)
+    if case in ("c_concat_copy", "c2_hybrid_copy_audio", "mp_xfade"):
+        baseline = {"c_concat_copy": harness.concat_copy, "c2_hybrid_copy_audio": harness.concat_copy_audio_once,
+                    "mp_xfade": harness.moviepy_crossfade}[case]
+        for argv in baseline(clips, out):
+            subprocess.run(argv, check=True)
     elif case == "d_xfade_veryfast":
         from storyboard.media import probe
 
@@ -151,20 +114,12 @@ def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -
     elif case.startswith("mp_"):
         import os
 
-        from moviepy import VideoFileClip, afx, concatenate_videoclips, vfx
+        from moviepy import VideoFileClip, concatenate_videoclips
 
         os.chdir(out.parent)  # moviepy writes its temporary audio file to the cwd
         opened = [VideoFileClip(str(c)) for c in clips]
         if case == "mp_chain":
             final = concatenate_videoclips(opened, method="chain")
-        else:
-            faded = [opened[0]]
-            for clip in opened[1:]:
-                clip = clip.with_effects([vfx.CrossFadeIn(XFADE)])
-                if clip.audio is not None:
-                    clip = clip.with_audio(clip.audio.with_effects([afx.AudioFadeIn(XFADE)]))
-                faded.append(clip)
-            final = concatenate_videoclips(faded, method="compose", padding=-XFADE)
         final.write_videofile(str(out), logger=None)
         for clip in opened:
             clip.close()

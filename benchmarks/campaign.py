@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image  # noqa: E402
+import harness  # noqa: E402
 
 from storyboard.load import loader  # noqa: E402
 from storyboard.load.campaign import load_campaign  # noqa: E402
@@ -37,48 +36,8 @@ PRODUCTS = 10
 RATIOS = ["16:9", "9:16", "1:1"]
 LANGUAGES = {"en": "Good morning", "de": "Guten Morgen", "fr": "Bonjour", "es": "Buenos días"}
 
-BASE = """\
-version: 1
-name: Bench spot
-defaults: {model: kling-v3, mode: std, aspect_ratio: "16:9", strategy: per_shot}
-references:
-  hero: refs/p0.png
-vars: {blend: House}
-shots:
-  - id: open
-    duration: 3
-    start_frame: hero
-    prompt: steam rises from a cup of {{ vars.blend }} coffee
-  - id: close
-    duration: 3
-    prompt: a bag of {{ vars.blend }} beans on a wooden table
-    caption: Good morning
-"""
-
-
 def write_project(folder: Path) -> Path:
-    (folder / "refs").mkdir(parents=True)
-    for index in range(PRODUCTS):
-        Image.new("RGB", (1024, 576), (20 * index, 90, 160)).save(folder / "refs" / f"p{index}.png")
-    (folder / "storyboard.yaml").write_text(BASE, encoding="utf-8")
-    products = "\n".join(
-        f"    p{i}:\n      vars: {{blend: Blend {i}}}\n      set: {{references.hero.image: refs/p{i}.png}}" for i in range(PRODUCTS)
-    )
-    languages = "\n".join(f"    {code}:\n      set: {{shots.close.caption: {text}}}" for code, text in LANGUAGES.items())
-    ratios = ", ".join(f'"{r}"' for r in RATIOS)
-    campaign = textwrap.dedent("""\
-        version: 1
-        name: Bench campaign
-        storyboard: storyboard.yaml
-        matrix:
-          product:
-        {products}
-          aspect_ratio: [{ratios}]
-          language:
-        {languages}
-        """).format(products=products, ratios=ratios, languages=languages)
-    (folder / "campaign.yaml").write_text(campaign, encoding="utf-8")
-    return folder
+    return harness.write_campaign(folder, PRODUCTS, RATIOS, LANGUAGES)
 
 
 def best_of(runs: int, work) -> tuple[float, object]:

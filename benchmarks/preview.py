@@ -5,7 +5,7 @@ Run on demand (not a test): ``.venv/bin/python benchmarks/preview.py [--compare]
 The plan mimics a large example: 10 requests, 75 s of video, with pushes, pans, an orbit, a roll
 (the slower rotating path), static shots, end-frame dissolves, text cards (plain and over a
 blurred reference) and two multi-shot requests mixing cards and image shots. The images are the
-real photos in ../shared/media.
+real photos in projects/cat-boards/refs.
 
 Baseline, measured in the same run and at the same size: the bundled ffmpeg encoding the same
 number of frames from its own synthetic source (``testsrc2``) with the same x264 settings, i.e.
@@ -25,20 +25,18 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
 
 from storyboard.media import ffmpeg_exe, probe
 from storyboard.plan import Request, ShotSlice
 from storyboard.render.providers import preview
 from storyboard.render.providers.base import Job
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"  # ../shared beside the checkout
-PHOTOS = {name: MEDIA / name for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")}
+PHOTOS = {photo.name: photo for photo in harness.PHOTOS}
 
 
 def placeholder(path: Path) -> str:
