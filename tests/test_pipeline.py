@@ -282,3 +282,22 @@ def test_check_reports_a_cut_that_cannot_be_assembled_before_rendering(make_proj
     assert "storyboard.yaml:" in result.output and "leave nothing" in result.output
     run = invoke("run", str(project))
     assert run.exit_code == 1 and not (project / ".storyboard").exists()
+
+
+@pytest.mark.parametrize("cut_yaml,field", [
+    ("cut:\n  shots:\n    - {shot: one, trim_in: 2, trim_out: 1}\n", "cut.shots[0]"),
+    ("cut:\n  captions: {color: \"#zzzzzz\"}\n", "cut.captions.color"),
+])
+def test_a_cut_that_cannot_be_assembled_is_refused_before_kling_is_paid(make_project, no_keys, monkeypatch, cut_yaml, field):
+    """Failure 1 of the issue: `render --yes` against Kling must refuse it with its line, creating nothing."""
+    project = make_project(TWO_OUTPUTS + cut_yaml)
+    fake = FakeKling(polls_to_finish=1)
+    with serve(fake) as base_url:
+        use_kling(monkeypatch, fake, base_url)
+        for command in ("validate", "render", "run"):
+            extra = () if command == "validate" else ("--yes",)
+            result = invoke(command, str(project), *extra)
+            assert result.exit_code == 1, (command, result.output)
+            assert "storyboard.yaml:" in result.output and field in result.output, (command, result.output)
+            assert "Traceback" not in result.output
+    assert fake.create_attempts == 0 and not fake.creates
