@@ -73,22 +73,14 @@ def make_clips(folder: Path, count: int, width: int, height: int, grain: int = 4
 
 
 def _timeline(clips: list[Path], width: int, height: int, transition: str, audio):
-    from storyboard.assemble.timeline import OutputFormat, ShotSegment, Timeline
-    from storyboard.load.spec import TextStyle, Transition
+    from storyboard.assemble.timeline import OutputFormat, ShotSegment, lay_out
+    from storyboard.load.spec import Transition
 
-    overlap = round(XFADE * FPS) if transition != "cut" else 0
-    join = Transition(type=transition, duration=overlap / FPS if overlap else 0)
-    items, position = [], 0
-    for n, clip in enumerate(clips):
-        if n:
-            position -= overlap
-        items.append(ShotSegment(shot_id=f"s{n + 1}", request=None, clip=clip, source_in_frame=0, source_fps=FPS,
-                                 frames=SECONDS * FPS, transition=join if n else Transition(type="cut", duration=0),
-                                 caption=None, prompt="", record_start_frame=position))
-        position += SECONDS * FPS
+    join = Transition(type=transition, duration=XFADE if transition != "cut" else 0)
+    items = [ShotSegment(shot_id=f"s{n + 1}", request=None, clip=clip, source_in_frame=0, source_fps=FPS,
+                         frames=SECONDS * FPS, transition=join, caption=None, prompt="") for n, clip in enumerate(clips)]
     output = OutputFormat(name="bench", aspect_ratio="16:9", width=width, height=height, fps=FPS, reframe="crop")
-    return Timeline(name="bench", output=output, items=tuple(items), audio=audio, bed=None, captions=TextStyle(),
-                    total_frames=position, reframed=())
+    return lay_out("bench", output, items, audio=audio)  # record starts, overlaps, framing: as storyboards get them
 
 
 def run_case(case: str, clips: list[Path], width: int, height: int, out: Path) -> dict:

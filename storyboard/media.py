@@ -5,14 +5,27 @@ check what they wrote, and the tests assert on real files; all of them need the 
 answers (frame count, fps, size, streams), read from the container and the packets rather than
 guessed from a header. PyAV reads them in-process (imageio-ffmpeg ships no ffprobe), and
 ``ffmpeg_exe`` is the binary imageio-ffmpeg ships, so nothing depends on the system.
+
+Why the answers are cached: a clip never changes once written (clips are content-addressed,
+cuts are renamed into place whole), yet one ``storyboard run`` used to open each clip six or seven
+times (engine check, timeline, assembler index, audio check, OTIO, ...). Facts are cached for the
+process under the file's identity (device, inode, size, modification time), so a file that is
+replaced is read again, and a file renamed into place (same inode) is not.
+
+PyAV 18 and 19: PyAV 19 dropped ``av.open(stream_options=...)``; ``options=`` reaches every
+stream's probing in both, so ``open_packets`` uses it (see ``PACKETS_ONLY``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import av
 
@@ -49,63 +62,273 @@ class Probe:
         return self.width / self.height
 
 
+@dataclass(frozen=True)
+class VideoPackets:
+    """A file's video packets in decode order, as stream copy needs them (read, never decoded).
+
+    ``pts`` holds each packet's presentation timestamp in decode order; ``idr_pts`` those of the
+    packets that are IDR pictures (nothing after them references anything before), where a copy
+    may start.
+    """
+
+    time_base: Fraction
+    extradata: bytes
+    pts: tuple[int, ...]
+    idr_pts: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A file's probe and its video packets, from one pass over the file."""
+
+    probe: Probe
+    packets: VideoPackets
+
+
 class MediaError(Exception):
     """The file is missing, truncated, not a video, or has no video stream."""
 
 
-def probe(path: Path | str, count_frames: bool = True) -> Probe:
-    """Open ``path`` and describe it; raises MediaError when it is not a playable video.
+# --------------------------------------------------------------------------------------------
+# The per-process cache of file facts
 
-    ``count_frames`` demuxes every video packet (fast: no decoding) so the frame count is exact,
-    and a truncated file, whose last packets are missing, is caught.
-    """
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
+FileIdentity = tuple[int, int, int, int]
+"""(device, inode, size, mtime in ns): changes whenever the file's content may have."""
+
+T = TypeVar("T")
+
+_ALL_CACHES: list[FileFactsCache[Any]] = []
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """The identity facts are cached under; raises MediaError for a missing or empty file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise MediaError(f"{path}: missing or empty") from None
+    if not path.is_file() or stat.st_size == 0:
         raise MediaError(f"{path}: missing or empty")
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class FileFactsCache(Generic[T]):
+    """Facts about files, computed once per file identity for the life of the process.
+
+    Bounded (least recently used entries go first) so a long campaign run does not grow without
+    limit; thread-safe, since the assembler indexes rendered segments from worker threads. Two
+    threads asking for the same new file may both compute it: harmless, as facts are pure.
+    """
+
+    def __init__(self, compute: Callable[[Path], T], maxsize: int = 512) -> None:
+        self._compute = compute
+        self._maxsize = maxsize
+        self._entries: OrderedDict[FileIdentity, T] = OrderedDict()
+        self._lock = threading.Lock()
+        _ALL_CACHES.append(self)
+
+    def get(self, path: Path) -> T:
+        identity = file_identity(path)
+        with self._lock:
+            if identity in self._entries:
+                self._entries.move_to_end(identity)
+                return self._entries[identity]
+        value = self._compute(path)
+        with self._lock:
+            self._entries[identity] = value
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+        return value
+
+    def peek(self, path: Path) -> T | None:
+        """The cached facts of ``path``, or None (never computes, never raises)."""
+        try:
+            identity = file_identity(path)
+        except MediaError:
+            return None
+        with self._lock:
+            return self._entries.get(identity)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files
+
+PACKETS_ONLY = {"skip_frame": "all"}
+"""Options for opening a file only to read its packets: without them ``find_stream_info`` decodes
+a frame of every stream (~35 ms per grainy 1080p clip). Passed as ``options=``, which PyAV 18 and
+19 both hand to every stream's probing (19 removed ``stream_options``). The price: the pixel
+format stays unknown, so ``probe`` and ``scan`` open files normally."""
+
+
+def open_packets(path: Path) -> Any:
+    """Open a media file to demux its packets, without decoding anything to probe it."""
+    return av.open(str(path), options=PACKETS_ONLY)
+
+
+def _is_idr(data: bytes, length_size: int) -> bool:
+    """Whether a length-prefixed (MP4) H.264 access unit holds an IDR slice (NAL type 5)."""
+    pos = 0
+    while pos + length_size <= len(data):
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
+        if pos < len(data) and data[pos] & 0x1F == 5:
+            return True
+        pos += size
+    return False
+
+
+def _read(path: Path, count_frames: bool) -> Scan:
+    """One pass over ``path``: stream facts, and with ``count_frames`` every packet's timing."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
             video = container.streams.video[0]
             audio = container.streams.audio[0] if container.streams.audio else None
-            fps = Fraction(video.average_rate or video.guessed_rate or 0)
+            rate = video.average_rate or video.guessed_rate
+            fps = Fraction(rate) if rate else Fraction(0)
+            time_base = Fraction(video.time_base) if video.time_base else Fraction(0)
+            codec = video.codec_context
+            extradata = bytes(codec.extradata or b"")
+            length_size = (extradata[4] & 0x03) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
             frames = video.frames
             audio_duration = None
+            pts: list[int] = []
+            idr_pts: set[int] = set()
             if count_frames:
                 frames = 0
-                last_audio_end = 0.0
+                last_audio_end = Fraction(0)
                 streams = [video] + ([audio] if audio else [])
                 for packet in container.demux(streams):
                     if packet.size == 0:
                         continue
                     if packet.stream.type == "video":
                         frames += 1
-                    elif packet.pts is not None and packet.duration:
-                        end = float((packet.pts + packet.duration) * packet.time_base)
+                        if packet.pts is None:
+                            continue
+                        pts.append(packet.pts)
+                        if packet.is_keyframe and (codec.name != "h264" or _is_idr(bytes(packet), length_size)):
+                            idr_pts.add(packet.pts)
+                    elif packet.pts is not None and packet.duration and packet.time_base:
+                        end = (packet.pts + packet.duration) * Fraction(packet.time_base)
                         last_audio_end = max(last_audio_end, end)
-                if audio:
-                    start = float(audio.start_time * audio.time_base) if audio.start_time else 0.0
-                    audio_duration = max(0.0, last_audio_end - start)
-            elif audio and audio.duration:
-                audio_duration = float(audio.duration * audio.time_base)
+                if audio is not None:
+                    start = audio.start_time * Fraction(audio.time_base) if audio.start_time and audio.time_base else 0
+                    audio_duration = max(0.0, float(last_audio_end - start))
+            elif audio is not None and audio.duration and audio.time_base:
+                audio_duration = float(audio.duration * Fraction(audio.time_base))
             if not frames or not fps:
                 raise MediaError(f"{path}: no video frames")
-            return Probe(
+            facts = Probe(
                 path=path,
                 duration=float(frames / fps),
                 frames=frames,
                 fps=fps,
-                width=video.codec_context.width,
-                height=video.codec_context.height,
-                video_codec=video.codec_context.name,
-                pix_fmt=video.codec_context.format.name if video.codec_context.format else "",
+                width=codec.width,
+                height=codec.height,
+                video_codec=codec.name,
+                pix_fmt=codec.format.name if codec.format else "",
                 has_audio=audio is not None,
                 audio_codec=audio.codec_context.name if audio else None,
                 audio_duration=audio_duration,
                 sample_rate=audio.codec_context.sample_rate if audio else None,
                 channels=audio.codec_context.channels if audio else None,
             )
+            return Scan(facts, VideoPackets(time_base, extradata, tuple(pts), frozenset(idr_pts)))
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, ZeroDivisionError) as exc:
         raise MediaError(f"{path}: not a readable video ({exc})") from exc
+
+
+_SCANS: FileFactsCache[Scan] = FileFactsCache(lambda path: _read(path, count_frames=True))
+_HEADERS: FileFactsCache[Probe] = FileFactsCache(lambda path: _read(path, count_frames=False).probe)
+
+
+def _at(facts: Probe, path: Path) -> Probe:
+    """Cached facts under the path they were asked for (a renamed file keeps its identity)."""
+    return facts if facts.path == path else replace(facts, path=path)
+
+
+def scan(path: Path | str) -> Scan:
+    """The file's probe (exact frame count) and its video packets; read once per file identity."""
+    path = Path(path)
+    result = _SCANS.get(path)
+    return result if result.probe.path == path else replace(result, probe=_at(result.probe, path))
+
+
+def probe(path: Path | str, count_frames: bool = True) -> Probe:
+    """Describe ``path``; raises MediaError when it is not a playable video.
+
+    ``count_frames`` demuxes every packet (fast: no decoding) so the frame count is exact, and a
+    truncated file, whose last packets are missing, is caught; without it the header's figures
+    are used, unless the file was already read whole. Cached per file identity.
+    """
+    path = Path(path)
+    if count_frames:
+        return scan(path).probe
+    whole = _SCANS.peek(path)
+    if whole is not None:
+        return _at(whole.probe, path)
+    return _at(_HEADERS.get(path), path)
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """What an audio file (a music bed) holds: its first audio stream, read packet by packet."""
+
+    path: Path
+    codec: str
+    duration: float
+    sample_rate: int
+    channels: int
+
+
+def _read_audio(path: Path) -> AudioProbe:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                kinds = sorted({stream.type for stream in container.streams})
+                raise MediaError(f"{path}: no audio stream (it holds {', '.join(kinds) or 'nothing'})")
+            stream = container.streams.audio[0]
+            end = Fraction(0)
+            packets = 0
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                packets += 1
+                if packet.pts is not None and packet.duration and packet.time_base:
+                    end = max(end, (packet.pts + packet.duration) * Fraction(packet.time_base))
+            if not packets:
+                raise MediaError(f"{path}: its audio stream is empty")
+            return AudioProbe(
+                path=path,
+                codec=stream.codec_context.name,
+                duration=float(end),
+                sample_rate=stream.codec_context.sample_rate,
+                channels=stream.codec_context.channels,
+            )
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, ZeroDivisionError) as exc:
+        raise MediaError(f"{path}: not a readable audio file ({exc})") from exc
+
+
+_AUDIO: FileFactsCache[AudioProbe] = FileFactsCache(_read_audio)
+
+
+def audio_probe(path: Path | str) -> AudioProbe:
+    """Describe an audio file; raises MediaError when it has no audio PyAV can read (a PNG)."""
+    path = Path(path)
+    facts = _AUDIO.get(path)
+    return facts if facts.path == path else replace(facts, path=path)
+
+
+def forget_cached_facts() -> None:
+    """Drop every cached fact, here and in other modules' ``FileFactsCache`` (tests that count
+    file opens start from nothing)."""
+    for cache_of_facts in _ALL_CACHES:
+        cache_of_facts.clear()

@@ -7,15 +7,19 @@ output came from is read from its mean colour, so cut positions are checked fram
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import threading
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from storyboard.assemble.timeline import CardSegment, OutputFormat, ShotSegment, Timeline
+from storyboard.assemble.timeline import CardSegment, OutputFormat, ShotSegment, Timeline, lay_out
 from storyboard.assemble.video import (
     CopyRun,
     Part,
@@ -25,10 +29,12 @@ from storyboard.assemble.video import (
     plan_pieces,
     render_text_png,
     split_run,
+    write_cut,
 )
 from storyboard.errors import UserError
 from storyboard.load.spec import Audio, AudioBed, Card, TextStyle, Transition
-from storyboard.media import ffmpeg_exe, probe
+from storyboard.media import ffmpeg_exe, forget_cached_facts, probe
+from storyboard.plan import Request
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200), "yellow": (210, 210, 40)}
 CUT = Transition(type="cut", duration=0)
@@ -81,16 +87,8 @@ def shot(clip: Path, frames: int, *, first: int = 0, fps: int = 24, transition: 
 
 def timeline(items, *, output: OutputFormat = OUT, audio: Audio | None = None, bed: Path | None = None,
              captions: TextStyle | None = None) -> Timeline:
-    """A timeline with record starts and the total computed the way timeline.py does."""
-    fixed, position = [], 0
-    for i, item in enumerate(items):
-        if i:
-            overlap = round(item.transition.duration * output.fps) if item.transition.type != "cut" else 0
-            position -= overlap
-        fixed.append(type(item)(**{**item.__dict__, "record_start_frame": position}))
-        position += item.frames
-    return Timeline(name="t", output=output, items=tuple(fixed), audio=audio or Audio(loudness_lufs=None),
-                    bed=bed, captions=captions or TextStyle(), total_frames=position, reframed=())
+    """A timeline laid out as storyboards are (record starts, overlaps, framing from the clips)."""
+    return lay_out("t", output, items, audio=audio or Audio(loudness_lufs=None), bed=bed, captions=captions)
 
 
 def frame_means(path: Path) -> np.ndarray:
@@ -519,3 +517,53 @@ def test_caption_images_shared_by_parallel_segments_are_never_read_half_written(
             writer.join()
     assert failures == []
     assert [p.name for p in tmp_path.iterdir()] == ["caption-1.png"]
+
+
+# ------------------------------------------------------------------------------- reading clips
+
+
+def request_for(clip: Path) -> Request:
+    """A plan request for a hand-made shot (the OTIO side file reads its ids and price)."""
+    return Request(id=f"r-{clip.stem}", key=f"key-{clip.stem}", external_task_id=f"sb-{clip.stem}", family="text2video",
+                   endpoint="/v1/videos/text2video", model="kling-v3", mode="std", duration=2, sound=False,
+                   aspect_ratio="16:9", width=320, height=180, fps=24, body={}, shots=[], units=1.0, usd=0.14)
+
+
+def test_a_six_clip_cut_reads_each_clip_once_and_opens_it_three_times(clips, tmp_path, monkeypatch):
+    """Issue 13's profile: 40 container opens and 13 probes of the same six files for one hard
+    cut. Now: each clip is read once (probe and packet index from one pass, cached), then opened
+    for its packets (the copy) and for the contact sheet's frame."""
+    names = ["red", "green_tone", "blue", "red_g6", "green_g6", "blue_g6"]
+    forget_cached_facts()
+    opens: Counter[str] = Counter()
+    real_open = av.open
+
+    def counting_open(file, *args, **kwargs):
+        opens[Path(str(file)).name] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    items = [replace(shot(clips[n], 36), request=request_for(clips[n])) for n in names]
+    cut = timeline(items, audio=Audio(loudness_lufs=None))  # lays out: reads each clip's size
+    files = write_cut(cut, tmp_path / "out", work_dir=tmp_path / "work")
+    assert files.report.path_taken == "stream-copy"
+    per_clip = {n: opens[clips[n].name] for n in names}
+    assert per_clip == dict.fromkeys(names, 3), per_clip
+    assert sum(opens.values()) == 6 * 3 + 3  # + the cut written and verified, + the audio joined in
+    # a second cut of the same clips reads none of them again (the copy and the sheet still open them)
+    opens.clear()
+    write_cut(timeline(items, audio=Audio(clip_audio="drop", loudness_lufs=None)), tmp_path / "again", work_dir=tmp_path / "work")
+    assert {n: opens[clips[n].name] for n in names} == dict.fromkeys(names, 2)
+
+
+def test_cached_facts_follow_the_file_not_the_name(clips, tmp_path):
+    """A clip replaced under the same name is read again; a file renamed into place is not."""
+    target = tmp_path / "clip.mp4"
+    shutil.copyfile(clips["red"], target)
+    assert probe(target).frames == 36
+    shutil.copyfile(clips["red_g6"], target.with_suffix(".tmp"))
+    os.replace(target.with_suffix(".tmp"), target)  # a new file (inode) under the old name
+    assert probe(target).frames == 48
+    moved = tmp_path / "moved.mp4"
+    os.replace(target, moved)
+    assert probe(moved).path == moved and probe(moved).frames == 48

@@ -383,9 +383,9 @@ def test_campaign_run_on_the_preview_provider_writes_cuts_and_the_review_page(tm
     folder = make_campaign(tmp_path)
     result = CliRunner().invoke(app, ["campaign", "run", str(folder), "--variant", "latte-de-9x16", "--provider", "preview"])
     assert result.exit_code == 0, result.output
-    video = folder / "out" / "latte-de-9x16" / "9x16.mp4"
+    video = folder / "out" / "preview" / "latte-de-9x16" / "9x16.mp4"  # preview cuts: out/preview/
     facts = probe(video)
     assert facts.frames == 6 * 24 and facts.height == 144 and facts.width < facts.height
-    assert (folder / "out" / "latte-de-9x16" / "9x16.contact.png").is_file()
-    html = (folder / "out" / "index.html").read_text(encoding="utf-8")
+    assert (folder / "out" / "preview" / "latte-de-9x16" / "9x16.contact.png").is_file()
+    html = (folder / "out" / "preview" / "index.html").read_text(encoding="utf-8")
     assert 'src="latte-de-9x16/9x16.mp4"' in html

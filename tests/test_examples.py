@@ -173,18 +173,29 @@ def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(na
 
 
 @pytest.mark.parametrize("name", PROJECTS)
-def test_run_produces_every_declared_output(name, tmp_path, no_keys):
+def test_run_produces_every_declared_output_and_an_unchanged_rerun_rewrites_nothing(name, tmp_path, no_keys):
     project = copy_project(name, tmp_path)
     result = CliRunner().invoke(app, ["run", str(project)])
     assert result.exit_code == 0, result.output
     loaded = loader.load(project)
     outputs = default_outputs(loaded)
     assert outputs
+    previews = project / "out" / "preview"  # preview cuts never take a paid cut's name
     for output in outputs:
-        video = project / "out" / f"{output.name}.mp4"
+        video = previews / f"{output.name}.mp4"
         facts = probe(video)
         assert (facts.width, facts.height) == (output.width, output.height)
         assert facts.fps == output.fps
-        for suffix in (".srt", ".otio", ".contact.png"):
-            assert (project / "out" / f"{output.name}{suffix}").is_file()
+        for suffix in (".otio", ".edl", ".contact.png"):
+            assert (previews / f"{output.name}{suffix}").is_file()
+        captioned = any(shot.caption for shot in loaded.storyboard.shots)  # no empty .srt without captions
+        assert (previews / f"{output.name}.srt").is_file() == captioned
+        assert (previews / f"{output.name}_media").is_dir()
+        assert f"out/preview/{output.name}.mp4: preview clips" in result.output
+    assert not list((project / "out").glob("*.mp4")), "no preview cut is written where a paid cut goes"
     assert not list(project.glob("*.mp4")), "nothing is written outside out/ and .storyboard/"
+    written = {p: p.stat().st_mtime_ns for p in previews.rglob("*") if p.is_file()}
+    again = CliRunner().invoke(app, ["run", str(project)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("unchanged") == len(outputs)
+    assert {p: p.stat().st_mtime_ns for p in previews.rglob("*") if p.is_file()} == written

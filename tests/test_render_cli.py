@@ -115,14 +115,15 @@ def test_kling_with_yes_renders_reports_cost_and_leaks_no_secret(project, no_key
         assert not any(secret in blob for blob in files)
 
 
-def test_budget_too_small_skips_and_exits_1(project, no_keys, monkeypatch):
+def test_budget_too_small_is_refused_up_front_and_exits_1(project, no_keys, monkeypatch):
     fake = FakeKling(polls_to_finish=1)
     with serve(fake) as base_url:
         for name, value in kling_env(fake, base_url).items():
             monkeypatch.setenv(name, value)
         result = CliRunner().invoke(app, ["render", str(project), "--yes", "--max-cost", "3u"])
     assert result.exit_code == 1
-    assert "skipped r01-one: budget" in result.output and "run the same command again" in result.output
+    assert "--max-cost 3 units cannot cover this plan" in result.output and "need 3.6 units ($0.50)" in result.output
+    assert "nothing was sent" in result.output and "raise --max-cost to 3.6u" in result.output
     assert fake.create_attempts == 0
 
 

@@ -1,37 +1,32 @@
-"""The cut timeline: frame arithmetic, errors, and the SRT / OTIO / EDL / contact sheet side files."""
+"""The cut timeline: frame arithmetic and errors (its side files: test_sidefiles.py)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import opentimelineio as otio
 import pytest
 from PIL import Image
 
-from storyboard.assemble.sidefiles import (
-    edl_available,
-    frame_image,
-    srt_text,
-    write_contact_sheet,
-    write_otio,
-    write_srt,
-)
 from storyboard.assemble.timeline import (
+    UNDECIDED,
     CardSegment,
     OutputFormat,
     ShotSegment,
     Timeline,
     build_timelines,
     default_outputs,
+    lay_out,
     to_frames,
 )
-from storyboard.errors import StoryboardInvalid, UserError
+from storyboard.errors import InternalError, StoryboardInvalid, UserError
 from storyboard.load.spec import Storyboard
-from storyboard.media import ffmpeg_exe, probe
+from storyboard.media import ffmpeg_exe
 from storyboard.plan import Plan, Request, ShotSlice
+from tests.fakes.videos import result_video_path
 
 # --------------------------------------------------------------------------------------------
 # Builders: a loaded storyboard, a plan and clip files, by hand
@@ -93,11 +88,12 @@ def loaded(tmp_path: Path, **board: Any) -> Loaded:
 
 
 def placeholder_clips(tmp_path: Path, plan: Plan) -> dict[str, Path]:
-    """Clip files for pure-data tests (only their existence matters to build_timelines)."""
+    """Tiny real clips for the arithmetic tests: build_timelines reads each clip's size (to decide
+    its framing), so only the ratio matters, not the length."""
     clips = {}
     for r in plan.requests:
         path = tmp_path / f"{r.id}.mp4"
-        path.write_bytes(b"not a video")
+        shutil.copyfile(result_video_path((1.0,), aspect_ratio=r.aspect_ratio), path)
         clips[r.key] = path
     return clips
 
@@ -342,7 +338,8 @@ def test_overlaps_on_both_sides_may_not_exceed_the_item(tmp_path: Path) -> None:
 def test_card_background_image_and_bed_become_absolute(tmp_path: Path) -> None:
     Image.new("RGB", (64, 36), "red").save(tmp_path / "logo.png")
     (tmp_path / "music").mkdir()
-    (tmp_path / "music" / "bed.m4a").write_bytes(b"audio")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", str(tmp_path / "music" / "bed.m4a")],
+                   check=True)
     timeline = build(
         tmp_path,
         cut={"title": {"text": "Hi", "background": "logo.png"}, "end_card": {"text": "Bye", "background": "#ff8800"},
@@ -376,171 +373,6 @@ def test_missing_clips_name_every_shot_and_its_request(tmp_path: Path) -> None:
         build_timelines(board, plan, clips)
 
 
-# --------------------------------------------------------------------------------------------
-# SRT
-
-
-def test_srt_has_one_cue_per_captioned_shot_at_record_times(tmp_path: Path) -> None:
-    timeline = build(
-        tmp_path,
-        outputs=[{"name": "main", "fps": 30}],
-        cut={
-            "transition": "crossfade 0.5",
-            "title": "Morning",
-            "shots": ["beans", {"shot": "pour", "caption": ""}, {"shot": "sip", "caption": "Good to\n\nthe last drop"}],
-        },
-    )
-    expected = (
-        "1\n00:00:01,500 --> 00:00:04,500\nFresh beans\n"
-        "\n"
-        "2\n00:00:06,000 --> 00:00:09,000\nGood to\nthe last drop\n"
-    )
-    assert srt_text(timeline) == expected
-    path = tmp_path / "main.srt"
-    write_srt(timeline, path)
-    assert path.read_text(encoding="utf-8") == expected
-
-
-def test_srt_timestamps_past_an_hour(tmp_path: Path) -> None:
-    from storyboard.assemble.timeline import srt_time
-
-    assert srt_time(24 * 3725 + 12, 24) == "01:02:05,500"
-    assert srt_time(1, 30) == "00:00:00,033"
-    assert srt_time(2, 30) == "00:00:00,067"
-
-
-# --------------------------------------------------------------------------------------------
-# Real clips (tiny) for OTIO and the contact sheet
-
-
-def make_clip(path: Path, seconds: int, fps: int = 24, size: str = "160x90") -> Path:
-    """A clip whose frame N has luma 16 + N (video range): the decoded picture tells which frame it is."""
-    subprocess.run(
-        [
-            ffmpeg_exe(), "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"color=c=black:s={size}:r={fps}:d={seconds}",
-            "-vf", "geq=lum='16+min(N,219)':cb=128:cr=128",
-            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", str(fps), "-pix_fmt", "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
-@pytest.fixture(scope="module")
-def real_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("clips")
-    return {
-        "key-r01-beans": make_clip(folder / "beans.mp4", 5),
-        "key-r02-pour": make_clip(folder / "pour_sip.mp4", 6),
-    }
-
-
-def frame_number(picture: Image.Image) -> int:
-    """Which frame of make_clip's clips a decoded picture is (RGB back to limited-range luma)."""
-    grey = picture.convert("L").getpixel((picture.width // 2, picture.height // 2))
-    return round(grey * 219 / 255)
-
-
-def test_frame_image_decodes_the_requested_frame(real_clips: dict[str, Path]) -> None:
-    clip = real_clips["key-r02-pour"]
-    assert probe(clip).frames == 144
-    for index in (0, 23, 24, 60, 101, 143):
-        assert abs(frame_number(frame_image(clip, index)) - index) <= 1, index
-    assert abs(frame_number(frame_image(clip, 500)) - 143) <= 1  # past the end: the last frame
-
-
-def test_otio_round_trip_matches_the_timeline(tmp_path: Path, real_clips: dict[str, Path]) -> None:
-    plan = coffee_plan()
-    board = loaded(
-        tmp_path,
-        shots=SHOTS,
-        cut={
-            "transition": "crossfade 0.5",
-            "title": "Morning",
-            "shots": ["beans", {"shot": "pour", "trim_in": 0.25, "transition": "fade_white 1"}, "sip"],
-        },
-    )
-    (timeline,) = build_timelines(board, plan, real_clips)
-    path = tmp_path / "main.otio"
-    edl = write_otio(timeline, path, task_ids={"key-r01-beans": "task-123"}, costs={"key-r01-beans": 2.5})
-
-    loaded_back = otio.adapters.read_from_file(str(path))
-    assert loaded_back.name == "main"
-    assert loaded_back.duration().rescaled_to(24).value == timeline.total_frames == 48 + 72 + 54 + 72 - 48
-    (track,) = loaded_back.video_tracks()
-    clips = list(track.find_clips())
-    assert [c.name for c in clips] == ["title card", "beans", "pour", "sip"]
-    transitions = [child for child in track if isinstance(child, otio.schema.Transition)]
-    assert [(t.in_offset.value + t.out_offset.value) for t in transitions] == [12, 24, 12]
-    assert all(t.transition_type == otio.schema.TransitionTypes.SMPTE_Dissolve for t in transitions)
-    assert [t.metadata["storyboard"]["type"] for t in transitions] == ["crossfade", "fade_white", "crossfade"]
-
-    for clip, item in zip(clips, timeline.items):
-        visible = clip.visible_range()  # the clip's range plus the handles its transitions reveal
-        if isinstance(item, ShotSegment):
-            assert visible.start_time.rate == item.source_fps
-            assert visible.start_time.value == item.source_in_frame
-            assert visible.duration.rescaled_to(24).value == item.frames
-            assert clip.media_reference.target_url == item.clip.as_uri()
-            assert clip.media_reference.available_range.duration.value == probe(item.clip).frames
-        else:
-            assert visible.duration.value == item.frames
-        # where the clip's visible range starts on the track is its record start
-        in_track = track.range_of_child(clip)
-        previous = track.neighbors_of(clip)[0]
-        head = previous.in_offset.value if isinstance(previous, otio.schema.Transition) else 0
-        assert in_track.start_time.value - head == item.record_start_frame
-
-    beans_meta = clips[1].metadata["storyboard"]
-    assert beans_meta["shot_id"] == "beans" and beans_meta["prompt"] == "prompt of beans"
-    assert (beans_meta["request_key"], beans_meta["request_id"], beans_meta["kling_task_id"]) == (
-        "key-r01-beans",
-        "r01-beans",
-        "task-123",
-    )
-    assert beans_meta["cost"] == {"units": 2.5, "usd": 0.35, "charged": True}
-    assert clips[2].metadata["storyboard"]["cost"] == {"units": 3.0, "usd": 0.42, "charged": False}
-    assert clips[2].metadata["storyboard"]["kling_task_id"] is None
-
-    assert edl_available()  # otio-cmx3600-adapter is a dependency
-    assert edl == tmp_path / "main.edl"
-    text = edl.read_text()
-    assert text.startswith("TITLE: main")
-    # events: the title (BL: black), then dissolves into beans, pour (fade_white) and sip, by request-id reels
-    assert "001  BL       V     C        00:00:00:00 00:00:01:12 00:00:00:00 00:00:01:12" in text
-    assert "002  r01beans V     D 012    00:00:00:00 00:00:02:00 00:00:01:12 00:00:03:12" in text
-    assert "003  r02pour  V     D 024    00:00:00:06 00:00:02:00 00:00:03:12 00:00:05:06" in text
-    assert "004  r02pour  V     D 012    00:00:02:12 00:00:05:12 00:00:05:06 00:00:08:06" in text
-    assert "* FROM CLIP NAME:  beans" in text and "* TO CLIP NAME:  pour" in text
-    assert len([line for line in text.splitlines() if line[:3].isdigit()]) >= 4
-    # the EDL writer edits the track it is given: the .otio must not have been touched
-    assert otio.adapters.read_from_file(str(path)).duration().value == timeline.total_frames
-
-
-def test_contact_sheet_shows_the_middle_of_each_kept_range(tmp_path: Path, real_clips: dict[str, Path]) -> None:
-    plan = coffee_plan()
-    board = loaded(
-        tmp_path,
-        shots=SHOTS,
-        cut={"title": "Morning", "shots": [{"shot": "beans", "trim_in": 1}, "pour", {"shot": "sip", "trim_out": 1}]},
-    )
-    (timeline,) = build_timelines(board, plan, real_clips)
-    path = tmp_path / "main.contact.png"
-    write_contact_sheet(timeline, path)
-    sheet = Image.open(path)
-    assert sheet.format == "PNG"
-    # three tiles in one row: 3 x (320 + 12) + 12 wide
-    assert sheet.width == 3 * (320 + 12) + 12
-    # middle frames: beans 24 + 48//2 = 48, pour 0 + 60//2 = 30, sip 60 + 48//2 = 84
-    header_h = 20 + 2 * 12
-    for column, expected in enumerate((48, 30, 84)):
-        x = 12 + column * (320 + 12)
-        tile = sheet.crop((x, header_h, x + 320, header_h + 180))
-        assert abs(frame_number(tile) - expected) <= 1, (column, frame_number(tile))
-
-
 def test_problems_point_at_the_storyboard_line_with_the_real_loader(tmp_path: Path) -> None:
     loader = pytest.importorskip("storyboard.load.loader")
     text = (
@@ -562,3 +394,47 @@ def test_problems_point_at_the_storyboard_line_with_the_real_loader(tmp_path: Pa
         build_timelines(board, plan, placeholder_clips(tmp_path, plan))
     (problem,) = caught.value.problems
     assert (problem.location.line, problem.location.path) == (10, "cut.shots[1].trim_in")
+
+
+# --------------------------------------------------------------------------------------------
+# The decisions a timeline carries (the assembler and the side files read them, never redo them)
+
+
+def test_framing_is_decided_from_the_clip_itself(tmp_path: Path) -> None:
+    """An image-to-video clip follows its start frame, whatever ratio the plan expected: the
+    framing comes from the clip's real size, so the assembler, the sheet and the notes agree."""
+    plan = coffee_plan()  # both requests planned 16:9
+    board = loaded(tmp_path, shots=SHOTS, outputs=[{"name": "wide"}, {"name": "story", "aspect_ratio": "9:16", "reframe": "blur"}])
+    clips = placeholder_clips(tmp_path, plan)
+    shutil.copyfile(result_video_path((1.0,), aspect_ratio="1:1"), clips["key-r02-pour"])  # came back square
+    wide, story = build_timelines(board, plan, clips)
+    assert [(s.shot_id, s.framing.how, s.framing.source_width, s.framing.source_height) for s in wide.shots] == [
+        ("beans", "none", 160, 90),
+        ("pour", "crop", 96, 96),
+        ("sip", "crop", 96, 96),
+    ]
+    assert wide.reframed == ("pour", "sip")
+    assert {s.framing.how for s in story.shots} == {"blur"} and story.reframed == ("beans", "pour", "sip")
+    assert wide.shots[0].framing.scaled(wide.output)  # 160x90 into 1280x720: same ratio, scaled
+
+
+def test_lay_out_is_what_build_timelines_does_and_is_idempotent(tmp_path: Path) -> None:
+    timeline = build(tmp_path, cut={"transition": "crossfade 0.3", "title": "Morning", "end_card": "Bye"})
+    again = lay_out(timeline.name, timeline.output, timeline.items, audio=timeline.audio, bed=timeline.bed,
+                    captions=timeline.captions)
+    assert again == timeline
+    assert [i.overlap for i in timeline.items] == [0, 7, 7, 7, 7]
+    assert [timeline.overlap_frames(i) for i in range(5)] == [0, 7, 7, 7, 7]
+
+
+def test_a_timeline_that_does_not_add_up_cannot_be_made(tmp_path: Path) -> None:
+    timeline = build(tmp_path)
+    first, second, third = timeline.items
+    with pytest.raises(InternalError, match="item 1 starts at 70, not 72"):
+        replace(timeline, items=(first, replace(second, record_start_frame=70), third))
+    with pytest.raises(InternalError, match="items add up to 204 frames, total_frames says 200"):
+        replace(timeline, total_frames=200)
+    with pytest.raises(InternalError, match="shot pour has no framing decision"):
+        replace(timeline, items=(first, replace(second, framing=UNDECIDED), third))
+    with pytest.raises(InternalError, match="item 1 overlaps by 100 frames"):
+        replace(timeline, items=(first, replace(second, overlap=100, record_start_frame=-28), third))

@@ -3,7 +3,14 @@
 Why its own module: the assembler renders pixels, editors want an OTIO/EDL they can conform,
 viewers want subtitles, reviewers want a contact sheet; all four must agree to the frame on what
 the cut is. So the cut is decided once, here, as plain integer frames at the output's fps, and
-every consumer (the assembler included) reads that decision instead of redoing the arithmetic.
+every consumer (the assembler included) reads that decision instead of redoing the arithmetic:
+each item's record start, the frames each join overlaps, and how each shot's clip is fitted to
+the output (``Framing``).
+
+Why the cut rules run twice from one implementation: ``check_cut`` runs them from the PLANNED
+durations before anything is paid for (a trim that leaves nothing of a shot used to be found only
+after every request was rendered), and ``build_timelines`` runs the very same ``_cut_rules`` when
+the clips exist, so check and assembly can never disagree about what is valid.
 
 Frame arithmetic. Every duration in the storyboard is seconds (a decimal the user typed); each is
 converted to frames exactly once, with exact decimal arithmetic (``Fraction`` of the number's
@@ -25,15 +32,15 @@ its frames, so at most two items are ever on screen at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from PIL import ImageColor
 
-from storyboard.errors import Location, Problem, StoryboardInvalid, UserError
+from storyboard.errors import InternalError, Location, Problem, StoryboardInvalid, UserError
 from storyboard.load.spec import Audio, Card, CutShot, Output, Storyboard, TextStyle, Transition
 from storyboard.plan import Plan, Request, ShotSlice
 
@@ -49,11 +56,18 @@ DEFAULT_HEIGHT = {"std": 720, "pro": 1080, "4k": 1080}
 ASPECT_TOLERANCE = 0.01
 """Relative difference of two aspect ratios under which a clip needs no reframing."""
 
+TIMECODE_RATES = (24, 25, 30, 48, 50, 60)
+"""Output rates with a SMPTE timecode, which the EDL beside every cut needs (OpenTimelineIO's
+CMX 3600 writer refuses others, such as 12 fps)."""
+
+MAX_OUTPUT_SIDE = 4096
+"""Widest or tallest output: H.264 level 5.1/5.2 (what players and phones decode) stops at 4096."""
+
 CUT = Transition(type="cut", duration=0)
 
 
 # --------------------------------------------------------------------------------------------
-# The timeline types (the assembler codes against these; keep the fields as they are)
+# The timeline types (the assembler and the side files read these)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,28 @@ class OutputFormat:
     height: int
     fps: int
     reframe: Literal["crop", "blur"]
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a shot's clip becomes the output's picture, decided once from the clip's real size.
+
+    ``how`` is "none" when the clip has the output's ratio (it may still be scaled), else the
+    output's ``reframe``: "crop" (centre crop) or "blur" (fit over a blurred fill). The assembler
+    draws it, the contact sheet and the OTIO show it, the notes report it.
+    """
+
+    how: Literal["none", "crop", "blur"]
+    source_width: int
+    source_height: int
+
+    def scaled(self, output: OutputFormat) -> bool:
+        """Whether the clip's pixels differ in size from the output's."""
+        return (self.source_width, self.source_height) != (output.width, output.height)
+
+
+UNDECIDED = Framing("none", 0, 0)
+"""The framing of a segment not laid out yet (a Timeline refuses it: use ``lay_out``)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +121,12 @@ class ShotSegment:
     """Join with the previous item ("cut", duration 0, for the first item)."""
     caption: str | None
     prompt: str
-    record_start_frame: int
+    record_start_frame: int = 0
     """Where the item starts in the output, in output frames (after overlaps)."""
+    overlap: int = 0
+    """Output frames this item shares with the one before it (0 for a cut and for the first)."""
+    framing: Framing = UNDECIDED
+    """How the clip is fitted to the output (``lay_out`` decides it from the clip's size)."""
 
     @property
     def end_frame(self) -> int:
@@ -106,7 +146,9 @@ class CardSegment:
     card: Card
     frames: int
     transition: Transition
-    record_start_frame: int
+    record_start_frame: int = 0
+    overlap: int = 0
+    """Output frames this item shares with the one before it (0 for a cut and for the first)."""
 
     @property
     def end_frame(self) -> int:
@@ -118,7 +160,11 @@ Segment = ShotSegment | CardSegment
 
 @dataclass(frozen=True)
 class Timeline:
-    """One output's cut, frame-accurate: files are out/<name>.mp4/.srt/.otio/.contact.png."""
+    """One output's cut, frame-accurate: files are out/<name>.mp4/.srt/.otio/.contact.png.
+
+    Built by ``build_timelines`` (from a storyboard) or ``lay_out`` (from segments); either way
+    its items join up exactly (checked on construction), so no reader has to re-derive them.
+    """
 
     name: str
     output: OutputFormat
@@ -129,8 +175,11 @@ class Timeline:
     captions: TextStyle
     total_frames: int
     """Sum of item frames minus transition overlaps."""
-    reframed: tuple[str, ...]
-    """Shot ids whose clip ratio differs from the output's (the assembler crops or blurs them)."""
+
+    def __post_init__(self) -> None:
+        problems = _layout_faults(self.items, self.total_frames)
+        if problems:
+            raise InternalError(f"timeline {self.name} does not add up: {'; '.join(problems)}")
 
     @property
     def duration(self) -> float:
@@ -139,13 +188,48 @@ class Timeline:
 
     def overlap_frames(self, index: int) -> int:
         """Frames item ``index`` overlaps the one before it (0 for a cut and for the first)."""
-        if index == 0:
-            return 0
-        return self.items[index - 1].end_frame - self.items[index].record_start_frame
+        return self.items[index].overlap
 
     @property
     def shots(self) -> tuple[ShotSegment, ...]:
         return tuple(item for item in self.items if isinstance(item, ShotSegment))
+
+    @property
+    def reframed(self) -> tuple[str, ...]:
+        """Shot ids whose clip ratio differs from the output's (cropped or blurred), in cut order."""
+        ids: list[str] = []
+        for shot in self.shots:
+            if shot.framing.how != "none" and shot.shot_id not in ids:
+                ids.append(shot.shot_id)
+        return tuple(ids)
+
+
+def _layout_faults(items: Sequence[Segment], total_frames: int) -> list[str]:
+    """What is inconsistent in a laid-out cut (empty when it adds up).
+
+    Only what no reader could make sense of: the "two items on screen at most" rule is the
+    storyboard's (``_output_items``), and the assembler can blend a short item under two
+    transitions, so a hand-made timeline may still do that."""
+    faults: list[str] = []
+    if not items:
+        return ["it has no items"]
+    position = 0
+    for index, item in enumerate(items):
+        label = f"item {index}"
+        if item.frames <= 0:
+            faults.append(f"{label} has {item.frames} frames")
+        if index == 0 and item.overlap:
+            faults.append(f"{label} overlaps nothing by {item.overlap} frames")
+        if item.overlap < 0 or (index and item.overlap > min(item.frames, items[index - 1].frames)):
+            faults.append(f"{label} overlaps by {item.overlap} frames, more than an item it joins")
+        if item.record_start_frame != position - item.overlap:
+            faults.append(f"{label} starts at {item.record_start_frame}, not {position - item.overlap}")
+        if isinstance(item, ShotSegment) and item.framing.source_height <= 0:
+            faults.append(f"shot {item.shot_id} has no framing decision (build the timeline with lay_out)")
+        position = item.record_start_frame + item.frames
+    if position != total_frames:
+        faults.append(f"items add up to {position} frames, total_frames says {total_frames}")
+    return faults
 
 
 class LoadedLike(Protocol):
@@ -188,12 +272,31 @@ def srt_time(frame: int, fps: int) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d},{ms:03d}"
 
 
+def quantise(transition: Transition, fps: int, *, first: bool = False) -> tuple[Transition, int]:
+    """A join as the cut plays it: the overlap in output frames, and the transition carrying
+    exactly that duration (a cut when it rounds to nothing). Idempotent."""
+    if first or transition.type not in OVERLAPPING:
+        return CUT, 0
+    overlap = to_frames(transition.duration, fps)
+    if overlap <= 0:
+        return CUT, 0
+    return Transition(type=transition.type, duration=overlap / fps), overlap
+
+
 def _ratio(aspect_ratio: str) -> Fraction | None:
     width, _, height = aspect_ratio.partition(":")
     try:
-        return Fraction(int(width), int(height))
+        ratio = Fraction(int(width), int(height))
     except (ValueError, ZeroDivisionError):
         return None
+    return ratio if ratio > 0 else None
+
+
+def framing_for(width: int, height: int, output: OutputFormat) -> Framing:
+    """The reframe decision for a clip of ``width`` x ``height`` in ``output``."""
+    out_ratio = Fraction(output.width, output.height)
+    same = height > 0 and abs(Fraction(width, height) - out_ratio) <= ASPECT_TOLERANCE * out_ratio
+    return Framing("none" if same else output.reframe, width, height)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,24 +318,29 @@ def resolve_output(output: Output) -> OutputFormat:
     )
 
 
+def _declared_outputs(loaded: LoadedLike) -> list[Output]:
+    board = loaded.storyboard
+    if board.outputs:
+        return list(board.outputs)
+    return [
+        Output(
+            name="main",
+            aspect_ratio=board.defaults.aspect_ratio,
+            height=DEFAULT_HEIGHT[board.defaults.mode],
+            fps=DEFAULT_FPS,
+            reframe="crop",
+        )
+    ]
+
+
 def default_outputs(loaded: LoadedLike) -> list[OutputFormat]:
     """The storyboard's outputs as numbers; none declared: one "main" at the project's ratio,
     720p for std renders and 1080p for pro/4k, 24 fps, centre crop."""
-    board = loaded.storyboard
-    if board.outputs:
-        return [resolve_output(output) for output in board.outputs]
-    main = Output(
-        name="main",
-        aspect_ratio=board.defaults.aspect_ratio,
-        height=DEFAULT_HEIGHT[board.defaults.mode],
-        fps=DEFAULT_FPS,
-        reframe="crop",
-    )
-    return [resolve_output(main)]
+    return [resolve_output(output) for output in _declared_outputs(loaded)]
 
 
 # --------------------------------------------------------------------------------------------
-# Building
+# The cut rules: one implementation for check_cut (before rendering) and build_timelines
 
 
 @dataclass(frozen=True)
@@ -249,116 +357,65 @@ class _Entry:
     transition_path: tuple[str | int, ...]
 
 
-def build_timelines(
-    loaded: LoadedLike,
-    plan: Plan,
-    clips: dict[str, Path],
-    *,
-    only: list[str] | None = None,
-) -> list[Timeline]:
-    """One Timeline per output (``only``: these output names), from the cut and the plan.
+@dataclass(frozen=True)
+class _Item:
+    """One item of an output's cut before it is laid out: what it is, its frames, its join."""
 
-    ``clips`` maps request keys to downloaded clip files. Raises ``StoryboardInvalid`` listing
-    every trim or transition that cannot work, and ``UserError`` naming every shot (with its
-    request id) whose clip is not there yet, before anything is built.
+    what: _Entry | CardSegment
+    frames: int
+    label: str
+    transition: Transition
+    transition_path: tuple[str | int, ...]
+
+
+@dataclass
+class _Cut:
+    """What the rules resolved: everything an output's timeline is built from."""
+
+    outputs: list[OutputFormat]
+    entries: list[_Entry]
+    title: Card | None
+    end_card: Card | None
+    captions: TextStyle
+    bed: Path | None
+    items: dict[str, list[_Item]] = field(default_factory=dict)
+    """Output name -> its items (only for outputs whose rules passed)."""
+
+
+def check_cut(loaded: LoadedLike, plan: Plan, *, only: list[str] | None = None) -> list[Problem]:
+    """Every problem the assembler would hit with this cut, from the plan's durations: no clip needed.
+
+    Trims that leave nothing of a shot, kept ranges past what a request renders, transitions
+    longer than their neighbours, card durations under a frame, colours, card backgrounds that are
+    neither colour nor image, fonts that cannot be found, a music bed that is missing or not audio,
+    output sizes, and output names (``only``) the storyboard does not declare. Each problem is
+    located at its field (file:line:col with the loader's storyboard). Advisories (an odd height
+    rounded down) come with severity "advisory". ``build_timelines`` applies the same rules.
+    Raises ``UserError`` only when the plan is older than the storyboard.
     """
-    board = loaded.storyboard
-    file = str(loaded.file)
-    outputs = default_outputs(loaded)
-    if only is not None:
-        known = {output.name for output in outputs}
-        unknown = [name for name in only if name not in known]
-        if unknown:
-            raise UserError(
-                f"unknown output(s): {', '.join(unknown)}",
-                f"outputs of {file}: {', '.join(output.name for output in outputs)}",
-            )
-        outputs = [output for output in outputs if output.name in only]
-
-    entries = _resolve_entries(loaded, plan)
-    _check_clips(entries, clips)
-    bed = _bed_path(loaded)
-    title = _resolve_card(loaded, board.cut.title, "cut.title") if board.cut.title else None
-    end_card = _resolve_card(loaded, board.cut.end_card, "cut.end_card") if board.cut.end_card else None
-    captions = _resolve_style(loaded, board.cut.captions)
-
-    timelines: list[Timeline] = []
-    problems: list[Problem] = []
-    for output in outputs:
-        timeline, found = _build_one(
-            _locator(loaded), output, entries, clips, title, end_card, board.cut.transition, board.cut.audio, bed, captions
-        )
-        problems.extend(p for p in found if p not in problems)
-        if timeline is not None:
-            timelines.append(timeline)
-    if problems:
-        raise StoryboardInvalid(problems)
-    return timelines
+    _, problems = _cut_rules(loaded, plan, only)
+    return problems
 
 
-def _resolve_entries(loaded: LoadedLike, plan: Plan) -> list[_Entry]:
-    board = loaded.storyboard
-    file = str(loaded.file)
+def _cut_rules(loaded: LoadedLike, plan: Plan, only: list[str] | None) -> tuple[_Cut, list[Problem]]:
     where = _locator(loaded)
-    shots = {shot.id: shot for shot in board.shots}
-    listed: list[tuple[CutShot, tuple[str | int, ...]]]
-    if board.cut.shots is not None:
-        listed = [(cut_shot, ("cut", "shots", i)) for i, cut_shot in enumerate(board.cut.shots)]
-    else:
-        listed = [(CutShot(shot=shot.id), ("shots", i)) for i, shot in enumerate(board.shots)]
     problems: list[Problem] = []
-    stale: list[str] = []
-    entries: list[_Entry] = []
-    for cut_shot, path in listed:
-        shot = shots.get(cut_shot.shot)
-        if shot is None:
-            problems.append(
-                Problem(
-                    where(*path, "shot"),
-                    f"the cut uses shot {cut_shot.shot!r}, which is not in shots: "
-                    f"use one of {', '.join(shots)}",
-                )
-            )
-            continue
-        try:
-            request, piece = plan.request_for_shot(shot.id)
-        except KeyError:
-            stale.append(shot.id)
-            continue
-        if cut_shot.caption is not None:
-            caption = cut_shot.caption
-        else:
-            caption = piece.caption if piece.caption is not None else shot.caption
-        if cut_shot.transition is not None:
-            transition, transition_path = cut_shot.transition, (*path, "transition")
-        else:
-            transition, transition_path = board.cut.transition, ("cut", "transition")
-        entries.append(
-            _Entry(
-                cut_shot=cut_shot,
-                path=path,
-                request=request,
-                piece=piece,
-                caption=caption or None,
-                transition=transition,
-                transition_path=transition_path,
-            )
-        )
-    if not listed:
-        problems.append(
-            Problem(
-                where("cut", "shots"),
-                "the cut has no shots: list at least one, or remove cut.shots to use every shot in order",
-            )
-        )
-    if problems:
-        raise StoryboardInvalid(problems)
-    if stale:
-        raise UserError(
-            f"the plan has no request for shot(s) {', '.join(stale)}: it is older than {file}",
-            "run storyboard plan (then render) again",
-        )
-    return entries
+    outputs = _check_outputs(loaded, where, only, problems)
+    entries = _resolve_entries(loaded, plan, where, problems)
+    board = loaded.storyboard
+    captioned = any(entry.caption for entry in entries)
+    captions = _resolve_style(loaded, board.cut.captions, ("cut", "captions"), where, problems, draws=captioned)
+    title = _resolve_card(loaded, board.cut.title, "title", where, problems) if board.cut.title else None
+    end_card = _resolve_card(loaded, board.cut.end_card, "end_card", where, problems) if board.cut.end_card else None
+    bed = _resolve_bed(loaded, where, problems)
+    cut = _Cut(outputs, entries, title, end_card, captions, bed)
+    if entries:
+        for output in outputs:
+            items, found = _output_items(where, output, cut, board.cut.transition)
+            problems.extend(p for p in found if p not in problems)
+            if not found:
+                cut.items[output.name] = items
+    return cut, problems
 
 
 def _locator(loaded: LoadedLike) -> Callable[..., Location]:
@@ -377,30 +434,129 @@ def _locator(loaded: LoadedLike) -> Callable[..., Location]:
     return dotted
 
 
-def _check_clips(entries: list[_Entry], clips: dict[str, Path]) -> None:
-    """Every shot's clip must exist; name all the missing ones at once."""
-    missing: list[str] = []
-    for entry in entries:
-        clip = clips.get(entry.request.key)
-        if clip is None or not Path(clip).is_file():
-            label = f"{entry.piece.shot_id} ({entry.request.id})"
-            if label not in missing:
-                missing.append(label)
-    if missing:
-        raise UserError(f"shots not rendered yet: {', '.join(missing)}: run storyboard render first")
+def _check_outputs(
+    loaded: LoadedLike, where: Callable[..., Location], only: list[str] | None, problems: list[Problem]
+) -> list[OutputFormat]:
+    """The outputs to build (``only``: these names), with their size problems."""
+    declared = _declared_outputs(loaded)
+    explicit = bool(loaded.storyboard.outputs)
+    outputs: list[OutputFormat] = []
+    for index, output in enumerate(declared):
+        path: tuple[str | int, ...] = ("outputs", index) if explicit else ("defaults", "aspect_ratio")
+        ratio = _ratio(output.aspect_ratio)
+        if ratio is None:
+            problems.append(
+                Problem(
+                    where(*path, "aspect_ratio") if explicit else where(*path),
+                    f"aspect ratio {output.aspect_ratio!r} is not width:height: use 16:9, 9:16 or 1:1",
+                )
+            )
+            continue
+        resolved = resolve_output(output)
+        if output.height % 2:
+            problems.append(
+                Problem(
+                    where(*path, "height"),
+                    f"height {output.height} is odd, and H.264 needs even sizes: output {output.name!r} is "
+                    f"{resolved.height} px high; write {resolved.height} to say so",
+                    severity="advisory",
+                )
+            )
+        if max(resolved.width, resolved.height) > MAX_OUTPUT_SIDE:
+            problems.append(
+                Problem(
+                    where(*path, "height") if explicit else where(*path),
+                    f"output {output.name!r} would be {resolved.width}x{resolved.height}, wider or taller than "
+                    f"{MAX_OUTPUT_SIDE} px (most players stop there): lower its height",
+                )
+            )
+            continue
+        if not _has_timecode(resolved.fps):
+            problems.append(
+                Problem(
+                    where(*path, "fps"),
+                    f"{resolved.fps} fps has no SMPTE timecode, which the cut's EDL needs: "
+                    f"use one of {', '.join(map(str, TIMECODE_RATES))}",
+                )
+            )
+        outputs.append(resolved)
+    if only is not None:
+        known = [output.name for output in declared]
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            problems.append(
+                Problem(
+                    where("outputs"),
+                    f"unknown output(s): {', '.join(unknown)}: outputs of {loaded.file}: {', '.join(known)}",
+                )
+            )
+        outputs = [output for output in outputs if output.name in only]
+    return outputs
 
 
-def _bed_path(loaded: LoadedLike) -> Path | None:
-    bed = loaded.storyboard.cut.audio.bed
-    if bed is None:
-        return None
-    path = _absolute(loaded, bed.file)
-    if not path.is_file():
-        raise UserError(
-            f"{loaded.file}: cut.audio.bed.file: {bed.file} not found (looked at {path})",
-            "fix the path (relative to the project folder) or remove the bed",
+def _has_timecode(fps: int) -> bool:
+    """Whether the EDL writer can time an output at ``fps`` (asked of OpenTimelineIO itself)."""
+    if fps in TIMECODE_RATES:
+        return True
+    from opentimelineio.opentime import RationalTime
+
+    try:
+        RationalTime(0, fps).to_timecode(fps, False)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_entries(
+    loaded: LoadedLike, plan: Plan, where: Callable[..., Location], problems: list[Problem]
+) -> list[_Entry]:
+    board = loaded.storyboard
+    shots = {shot.id: shot for shot in board.shots}
+    listed: list[tuple[CutShot, tuple[str | int, ...]]]
+    if board.cut.shots is not None:
+        listed = [(cut_shot, ("cut", "shots", i)) for i, cut_shot in enumerate(board.cut.shots)]
+    else:
+        listed = [(CutShot(shot=shot.id), ("shots", i)) for i, shot in enumerate(board.shots)]
+    stale: list[str] = []
+    entries: list[_Entry] = []
+    for cut_shot, path in listed:
+        shot = shots.get(cut_shot.shot)
+        if shot is None:
+            problems.append(
+                Problem(
+                    where(*path, "shot"),
+                    f"the cut uses shot {cut_shot.shot!r}, which is not in shots: use one of {', '.join(shots)}",
+                )
+            )
+            continue
+        try:
+            request, piece = plan.request_for_shot(shot.id)
+        except KeyError:
+            stale.append(shot.id)
+            continue
+        caption: str | None
+        if cut_shot.caption is not None:
+            caption = cut_shot.caption
+        else:
+            caption = piece.caption if piece.caption is not None else shot.caption
+        if cut_shot.transition is not None:
+            transition, transition_path = cut_shot.transition, (*path, "transition")
+        else:
+            transition, transition_path = board.cut.transition, ("cut", "transition")
+        entries.append(_Entry(cut_shot, path, request, piece, caption or None, transition, transition_path))
+    if not listed:
+        problems.append(
+            Problem(
+                where("cut", "shots"),
+                "the cut has no shots: list at least one, or remove cut.shots to use every shot in order",
+            )
         )
-    return path
+    if stale:
+        raise UserError(
+            f"the plan has no request for shot(s) {', '.join(stale)}: it is older than {loaded.file}",
+            "run storyboard plan (then render) again",
+        )
+    return entries
 
 
 def _absolute(loaded: LoadedLike, rel: str) -> Path:
@@ -410,7 +566,8 @@ def _absolute(loaded: LoadedLike, rel: str) -> Path:
     return path.resolve()
 
 
-def _is_colour(value: str) -> bool:
+def is_colour(value: str) -> bool:
+    """Whether Pillow (and so the assembler) reads ``value`` as a colour: a name, #rgb, rgb(...)."""
     try:
         ImageColor.getrgb(value)
     except ValueError:
@@ -418,71 +575,144 @@ def _is_colour(value: str) -> bool:
     return True
 
 
-def _resolve_style(loaded: LoadedLike, style: TextStyle) -> TextStyle:
-    """A font given as a project file becomes absolute; a font name stays a name."""
-    if style.font:
-        candidate = _absolute(loaded, style.font)
-        if candidate.is_file():
-            return style.model_copy(update={"font": str(candidate)})
-    return style
+def _font_problem(font: str) -> str | None:
+    """Why the assembler could not load this font (None when it can), asked of the very
+    function that draws text, so check and assembly agree."""
+    from storyboard.assemble.video import _font
+
+    try:
+        _font(TextStyle(font=font), 16)
+    except UserError as error:
+        return f"{error.message}: {error.hint}" if error.hint else error.message
+    return None
 
 
-def _resolve_card(loaded: LoadedLike, card: Card, path: str) -> Card:
-    """Card backgrounds that are images become absolute paths (the assembler has no project)."""
-    update: dict[str, Any] = {"style": _resolve_style(loaded, card.style)}
-    if not _is_colour(card.background):
-        image = _absolute(loaded, card.background)
-        if not image.is_file():
-            raise UserError(
-                f"{loaded.file}: {path}.background: {card.background!r} is neither a colour nor an image file",
-                "use a colour such as '#000000' or an image path relative to the project folder",
+def _resolve_style(
+    loaded: LoadedLike,
+    style: TextStyle,
+    path: tuple[str | int, ...],
+    where: Callable[..., Location],
+    problems: list[Problem],
+    *,
+    draws: bool = True,
+) -> TextStyle:
+    """A font given as a project file becomes absolute; a font name stays a name. Its colour and
+    (when it draws anything) its font must work."""
+    if not is_colour(style.color):
+        problems.append(
+            Problem(
+                where(*path, "color"),
+                f"{style.color!r} is not a colour: use a name (white), #rrggbb or #rgb",
             )
-        update["background"] = str(image)
+        )
+    if not style.font:
+        return style
+    candidate = _absolute(loaded, style.font)
+    resolved = style.model_copy(update={"font": str(candidate)}) if candidate.is_file() else style
+    if draws and resolved.font:
+        why = _font_problem(resolved.font)
+        if why is not None:
+            problems.append(Problem(where(*path, "font"), why))
+    return resolved
+
+
+def _resolve_card(
+    loaded: LoadedLike, card: Card, name: str, where: Callable[..., Location], problems: list[Problem]
+) -> Card:
+    """Card backgrounds that are images become absolute paths (the assembler has no project)."""
+    update: dict[str, Any] = {"style": _resolve_style(loaded, card.style, ("cut", name, "style"), where, problems)}
+    background = card.background
+    if not is_colour(background):
+        image = _absolute(loaded, background)
+        why = _image_problem(image)
+        if why is not None:
+            problems.append(
+                Problem(
+                    where("cut", name, "background"),
+                    f"{background!r} is neither a colour nor an image file ({why}): use a colour such as "
+                    "'#000000' or an image path relative to the project folder",
+                )
+            )
+        else:
+            update["background"] = str(image)
     return card.model_copy(update=update)
 
 
-def _clip_ratio(request: Request) -> Fraction | None:
-    ratio = _ratio(request.aspect_ratio)
-    if ratio is None and request.width and request.height:
-        ratio = Fraction(request.width, request.height)
-    return ratio
+def _image_problem(path: Path) -> str | None:
+    """Why ``path`` is not an image ffmpeg can loop as a card background (None when it is)."""
+    if not path.is_file():
+        return f"no such file: {path}"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        return f"not a readable image ({error})"
+    return None
 
 
-def _build_one(
-    where: Callable[..., Location],
-    output: OutputFormat,
-    entries: list[_Entry],
-    clips: dict[str, Path],
-    title: Card | None,
-    end_card: Card | None,
-    default_transition: Transition,
-    audio: Audio,
-    bed: Path | None,
-    captions: TextStyle,
-) -> tuple[Timeline | None, list[Problem]]:
+def _resolve_bed(loaded: LoadedLike, where: Callable[..., Location], problems: list[Problem]) -> Path | None:
+    """The music bed, absolute; it must be a file PyAV reads audio from (a picture is not)."""
+    from storyboard.media import MediaError, audio_probe
+
+    bed = loaded.storyboard.cut.audio.bed
+    if bed is None:
+        return None
+    path = _absolute(loaded, bed.file)
+    location = where("cut", "audio", "bed", "file")
+    if not path.is_file():
+        problems.append(
+            Problem(location, f"{bed.file} not found (looked at {path}): fix the path (relative to the project folder) or remove the bed")
+        )
+        return None
+    try:
+        audio_probe(path)
+    except MediaError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        problems.append(Problem(location, f"{bed.file} is not usable as a music bed ({reason}): use an audio file (m4a, mp3, wav)"))
+        return None
+    return path
+
+
+def _output_items(
+    where: Callable[..., Location], output: OutputFormat, cut: _Cut, default_transition: Transition
+) -> tuple[list[_Item], list[Problem]]:
+    """The items of one output, in order, with every length and transition problem at its field."""
     fps = output.fps
     problems: list[Problem] = []
+    items: list[_Item] = []
 
-    # 1. Every item's length in output frames, and each join's overlap.
-    lengths: list[int] = []
-    labels: list[str] = []
-    joins: list[tuple[Transition, tuple[str | int, ...]]] = []  # (transition, its storyboard path) into each item
-    kinds: list[Any] = []
-    if title is not None:
-        kinds.append(("title", title))
-        lengths.append(to_frames(title.duration, fps))
-        labels.append("the title card")
-        joins.append((CUT, ()))
-    for entry in entries:
+    def card_item(card: Card, kind: Literal["title", "end"], name: str, join: Transition, join_path: tuple) -> None:
+        frames = to_frames(card.duration, fps)
+        label = "the title card" if kind == "title" else "the end card"
+        if frames <= 0:
+            problems.append(
+                Problem(where("cut", name, "duration"), f"{label} lasts {card.duration:g} s, less than a frame at {fps} fps: make it longer")
+            )
+        segment = CardSegment(kind=kind, card=card, frames=frames, transition=CUT)
+        items.append(_Item(segment, frames, label, join, join_path))
+
+    if cut.title is not None:
+        card_item(cut.title, "title", "title", CUT, ())
+    for entry in cut.entries:
         piece, cut_shot = entry.piece, entry.cut_shot
         kept = exact(piece.keep) - exact(cut_shot.trim_in) - exact(cut_shot.trim_out)
         frames = to_frames(kept, fps)
-        if frames <= 0:
+        if kept <= 0:
             problems.append(
                 Problem(
                     where(*entry.path, "trim_in"),
                     f"shot {piece.shot_id!r}: trim_in {cut_shot.trim_in:g} s + trim_out {cut_shot.trim_out:g} s "
                     f"leave nothing of its {piece.keep:g} s: trim less",
+                )
+            )
+        elif frames <= 0:
+            problems.append(
+                Problem(
+                    where(*entry.path, "trim_in"),
+                    f"shot {piece.shot_id!r} keeps {float(kept):g} s after its trims, less than a frame at {fps} fps "
+                    f"(output {output.name!r}): trim less",
                 )
             )
         src = entry.request.fps
@@ -496,100 +726,142 @@ def _build_one(
                     f"{piece.rendered:g} s of it: run storyboard plan again",
                 )
             )
-        joins.append((entry.transition, entry.transition_path) if kinds else (CUT, ()))
-        kinds.append(entry)
-        lengths.append(frames)
-        labels.append(f"shot {piece.shot_id!r}")
-    if end_card is not None:
-        kinds.append(("end", end_card))
-        lengths.append(to_frames(end_card.duration, fps))
-        labels.append("the end card")
-        joins.append((default_transition, ("cut", "transition")))
+        join, join_path = (entry.transition, entry.transition_path) if items else (CUT, ())
+        items.append(_Item(entry, frames, f"shot {piece.shot_id!r}", join, join_path))
+    if cut.end_card is not None:
+        card_item(cut.end_card, "end", "end_card", default_transition, ("cut", "transition"))
 
-    overlaps: list[int] = []
-    transitions: list[Transition] = []
-    for index, (transition, path) in enumerate(joins):
-        overlap = to_frames(transition.duration, fps) if index and transition.type in OVERLAPPING else 0
-        if overlap == 0:
-            overlaps.append(0)
-            transitions.append(CUT)
+    overlaps = [quantise(item.transition, fps, first=index == 0)[1] for index, item in enumerate(items)]
+    for index, item in enumerate(items):
+        overlap = overlaps[index]
+        if not overlap:
             continue
-        overlaps.append(overlap)
-        transitions.append(Transition(type=transition.type, duration=overlap / fps))
-        for neighbour in (index - 1, index):
-            if 0 < lengths[neighbour] < overlap:
+        for neighbour in (items[index - 1], item):
+            if 0 < neighbour.frames < overlap:
                 problems.append(
                     Problem(
-                        where(*path),
-                        f"{transition.type} of {transition.duration:g} s into {labels[index]} is longer than "
-                        f"{labels[neighbour]} ({lengths[neighbour] / fps:g} s in the cut): shorten the transition",
+                        where(*item.transition_path),
+                        f"{item.transition.type} of {item.transition.duration:g} s into {item.label} is longer than "
+                        f"{neighbour.label} ({neighbour.frames / fps:g} s in the cut): shorten the transition",
                     )
                 )
-    for index, frames in enumerate(lengths):
+    for index, item in enumerate(items):
         incoming = overlaps[index]
-        outgoing = overlaps[index + 1] if index + 1 < len(overlaps) else 0
+        outgoing = overlaps[index + 1] if index + 1 < len(items) else 0
+        frames = item.frames
         if incoming and outgoing and incoming <= frames and outgoing <= frames and incoming + outgoing > frames:
             problems.append(
                 Problem(
-                    where(*joins[index + 1][1]),
-                    f"the transitions into and out of {labels[index]} ({incoming / fps:g} s + {outgoing / fps:g} s) "
+                    where(*items[index + 1].transition_path),
+                    f"the transitions into and out of {item.label} ({incoming / fps:g} s + {outgoing / fps:g} s) "
                     f"are longer than it ({frames / fps:g} s): three items would be on screen at once; "
                     "shorten a transition or the trims",
                 )
             )
-    if problems:
-        return None, problems
+    return items, problems
 
-    # 2. Lay the items out.
-    items: list[Segment] = []
-    reframed: list[str] = []
-    out_ratio = _ratio(output.aspect_ratio) or Fraction(output.width, output.height)
-    position = 0
-    for index, kind in enumerate(kinds):
-        start = position - overlaps[index]
-        frames = lengths[index]
-        if isinstance(kind, _Entry):
-            request, piece = kind.request, kind.piece
-            items.append(
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def build_timelines(
+    loaded: LoadedLike,
+    plan: Plan,
+    clips: dict[str, Path],
+    *,
+    only: list[str] | None = None,
+) -> list[Timeline]:
+    """One Timeline per output (``only``: these output names), from the cut and the plan.
+
+    ``clips`` maps request keys to downloaded clip files. Raises ``StoryboardInvalid`` with every
+    problem ``check_cut`` reports, and ``UserError`` naming every shot (with its request id) whose
+    clip is not there yet or cannot be read, before anything is built.
+    """
+    cut, problems = _cut_rules(loaded, plan, only)
+    if any(problem.severity == "error" for problem in problems):
+        raise StoryboardInvalid(problems)
+    _check_clips(cut.entries, clips)
+    timelines: list[Timeline] = []
+    for output in cut.outputs:
+        segments: list[Segment] = []
+        for item in cut.items[output.name]:
+            what = item.what
+            if isinstance(what, CardSegment):
+                segments.append(replace(what, transition=item.transition))
+                continue
+            request, piece = what.request, what.piece
+            segments.append(
                 ShotSegment(
                     shot_id=piece.shot_id,
                     request=request,
                     clip=Path(clips[request.key]).resolve(),
-                    source_in_frame=to_frames(exact(piece.offset) + exact(kind.cut_shot.trim_in), request.fps),
+                    source_in_frame=to_frames(exact(piece.offset) + exact(what.cut_shot.trim_in), request.fps),
                     source_fps=request.fps,
-                    frames=frames,
-                    transition=transitions[index],
-                    caption=kind.caption,
+                    frames=item.frames,
+                    transition=item.transition,
+                    caption=what.caption,
                     prompt=piece.prompt,
-                    record_start_frame=start,
                 )
             )
-            clip_ratio = _clip_ratio(request)
-            if (
-                clip_ratio is not None
-                and abs(clip_ratio - out_ratio) > ASPECT_TOLERANCE * out_ratio
-                and piece.shot_id not in reframed
-            ):
-                reframed.append(piece.shot_id)
-        else:
-            card_kind, card = kind
-            items.append(
-                CardSegment(
-                    kind=card_kind, card=card, frames=frames, transition=transitions[index], record_start_frame=start
-                )
-            )
-        position = start + frames
+        timelines.append(lay_out(output.name, output, segments, audio=loaded.storyboard.cut.audio, bed=cut.bed,
+                                 captions=cut.captions))
+    return timelines
 
-    return (
-        Timeline(
-            name=output.name,
-            output=output,
-            items=tuple(items),
-            audio=audio,
-            bed=bed,
-            captions=captions,
-            total_frames=position,
-            reframed=tuple(reframed),
-        ),
-        [],
+
+def lay_out(
+    name: str,
+    output: OutputFormat,
+    items: Sequence[Segment],
+    *,
+    audio: Audio,
+    bed: Path | None = None,
+    captions: TextStyle | None = None,
+) -> Timeline:
+    """Place ``items`` end to end in ``output``: the decisions every reader of a timeline uses.
+
+    Each item's transition is quantised to output frames (``quantise``), its ``overlap`` and
+    ``record_start_frame`` follow from it, and each shot's ``framing`` is decided from its clip's
+    real size (read once per clip and cached). Whatever those fields held before is ignored, so
+    hand-made timelines (tests, benchmarks, scripts) are laid out exactly as storyboards are.
+    Raises ``UserError`` naming the shot whose clip is missing or unreadable.
+    """
+    from storyboard.media import MediaError, probe
+
+    placed: list[Segment] = []
+    position = 0
+    for index, item in enumerate(items):
+        transition, overlap = quantise(item.transition, output.fps, first=index == 0)
+        start = position - overlap
+        if isinstance(item, ShotSegment):
+            try:
+                facts = probe(item.clip)  # the whole scan, which the assembler's packet index reuses
+            except MediaError as error:
+                raise UserError(f"shot {item.shot_id}: clip {error}", "run storyboard render again to fetch the clip") from None
+            framing = framing_for(facts.width, facts.height, output)
+            placed.append(replace(item, transition=transition, overlap=overlap, record_start_frame=start, framing=framing))
+        else:
+            placed.append(replace(item, transition=transition, overlap=overlap, record_start_frame=start))
+        position = start + item.frames
+    return Timeline(
+        name=name,
+        output=output,
+        items=tuple(placed),
+        audio=audio,
+        bed=bed,
+        captions=captions or TextStyle(),
+        total_frames=position,
     )
+
+
+def _check_clips(entries: list[_Entry], clips: dict[str, Path]) -> None:
+    """Every shot's clip must exist; name all the missing ones at once."""
+    missing: list[str] = []
+    for entry in entries:
+        clip = clips.get(entry.request.key)
+        if clip is None or not Path(clip).is_file():
+            label = f"{entry.piece.shot_id} ({entry.request.id})"
+            if label not in missing:
+                missing.append(label)
+    if missing:
+        raise UserError(f"shots not rendered yet: {', '.join(missing)}: run storyboard render first")

@@ -21,6 +21,12 @@ Why it works the way it does (figures in shared/assembly-baseline.md):
   nothing is rendered, "re-encode" when nothing is copied, "smart-render" otherwise). Files are
   opened for their packets only (``open_packets``): PyAV's probing would decode a frame of each
   clip, ~35 ms per open at 1080p, which was a third of a 6-clip hard-cut assembly.
+* **Each clip is read once.** Its probe and packet index (``media.scan``, ``index_clip``) come
+  from one pass and are cached per file for the process; with its side files, a six-clip 1080p
+  hard cut went from 40 container opens (13 probes re-reading the same six files) to 21: one read
+  per clip, one open for its copied packets, one for the contact sheet's frame, and three for the
+  cut itself and its audio. The timeline's decisions (record starts, overlaps, how each clip is
+  framed) are read, never recomputed here.
 * **How rendered segments are encoded: libx264 ultrafast, crf 20, deblocking on.** With x264's
   default GOP a Kling-like clip has one keyframe, so a crossfade cut re-encodes nearly all of
   every clip but the first, and the encoder sets the speed. Measured on the benchmark's six
@@ -66,8 +72,9 @@ Why it works the way it does (figures in shared/assembly-baseline.md):
   clip audio plays, so the bed gain is a known envelope (with short ramps) instead of a
   compressor reacting to levels (which would also pump on quiet passages).
 * **Text is drawn by Pillow** into full-frame transparent PNGs and overlaid by ffmpeg: no
-  ImageMagick, no drawtext font configuration, and ``ImageFont.load_default(size=...)`` works on
-  a fresh machine.
+  ImageMagick, no drawtext font configuration. The default font is the Noto Sans shipped in the
+  package (``fonts.py``: Pillow's built-in font has no é, ü, ß, €, —), laid out by raqm when
+  Pillow has it.
 
 The result is written to a temporary file beside ``dest``, probed (frames, size, fps, streams)
 and only then renamed onto ``dest``.
@@ -85,7 +92,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,11 +100,11 @@ from typing import TYPE_CHECKING, Any
 import av
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
+from storyboard.assemble.timeline import Framing, OutputFormat, ShotSegment, Timeline
 from storyboard.errors import InternalError, UserError
-from storyboard.media import MediaError, Probe, ffmpeg_exe, probe
+from storyboard.media import FileFactsCache, MediaError, Probe, ffmpeg_exe, open_packets, probe, scan
 
 if TYPE_CHECKING:
-    from storyboard.assemble.timeline import Timeline
     from storyboard.load.spec import Card, TextStyle
 
 RENDER_PRESET = "ultrafast"
@@ -174,59 +181,35 @@ class ClipIndex:
         return frame in self.clean_cuts or frame == self.probe.frames
 
 
-def _is_idr(data: bytes, length_size: int) -> bool:
-    """Whether a length-prefixed (MP4) H.264 access unit holds an IDR slice (NAL type 5)."""
-    pos = 0
-    while pos + length_size <= len(data):
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        pos += length_size
-        if pos < len(data) and data[pos] & 0x1F == 5:
-            return True
-        pos += size
-    return False
-
-
-PACKETS_ONLY = [{"skip_frame": "all"}] * 8
-"""Stream options for opening a file only to read its packets: without them PyAV's
-``find_stream_info`` decodes a frame of every stream (~35 ms per 1080p clip), and an assembly
-opens each clip three times."""
-
-
-def open_packets(path: Path) -> Any:
-    """Open a media file to demux its packets, without decoding anything to probe it."""
-    return av.open(str(path), stream_options=PACKETS_ONLY)
-
-
-def index_clip(path: Path) -> ClipIndex:
-    """Probe ``path`` and map its video packets (one demux pass, no decoding)."""
-    info = probe(path, count_frames=False)
-    with open_packets(path) as container:
-        stream = container.streams.video[0]
-        tb = Fraction(stream.time_base)
-        extradata = bytes(stream.codec_context.extradata or b"")
-        length_size = (extradata[4] & 0x03) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
-        pts_list: list[int] = []
-        idr_pts: set[int] = set()
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                continue
-            pts_list.append(packet.pts)
-            if packet.is_keyframe and (info.video_codec != "h264" or _is_idr(bytes(packet), length_size)):
-                idr_pts.add(packet.pts)
-    if not pts_list:
+def _index(path: Path) -> ClipIndex:
+    facts = scan(path)
+    info, packets = facts.probe, facts.packets
+    if not packets.pts:
         raise MediaError(f"{path}: no video frames")
-    order = {pts: rank for rank, pts in enumerate(sorted(pts_list))}
+    order = {pts: rank for rank, pts in enumerate(sorted(packets.pts))}
     clean: set[int] = set()
     highest = -1
     delay = 0
-    for position, pts in enumerate(pts_list):
+    for position, pts in enumerate(packets.pts):
         if highest == position - 1:
             clean.add(position)
         highest = max(highest, order[pts])
         delay = max(delay, highest - position)
-    clean.add(len(pts_list))
-    info = Probe(**{**info.__dict__, "frames": len(pts_list), "duration": float(len(pts_list) / info.fps)})
-    return ClipIndex(info, tb, extradata, frozenset(order[p] for p in idr_pts), frozenset(clean), delay)
+    clean.add(len(packets.pts))
+    info = replace(info, frames=len(packets.pts), duration=float(len(packets.pts) / info.fps))
+    idr = frozenset(order[p] for p in packets.idr_pts)
+    return ClipIndex(info, packets.time_base, packets.extradata, idr, frozenset(clean), delay)
+
+
+_INDEXES: FileFactsCache[ClipIndex] = FileFactsCache(_index)
+
+
+def index_clip(path: Path) -> ClipIndex:
+    """Probe ``path`` and map its video packets (one demux pass, no decoding), once per file:
+    clips never change, so an assembly (or a campaign of them) reads each clip once."""
+    path = Path(path)
+    index = _INDEXES.get(path)
+    return index if index.probe.path == path else replace(index, probe=replace(index.probe, path=path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,25 +247,15 @@ class CopyRun:
 Piece = RenderRun | CopyRun
 
 
-def overlap_frames(transition: Any, fps: int) -> int:
-    """Frames two items share under a transition (0 for a cut)."""
-    if transition is None or transition.type == "cut":
-        return 0
-    return max(0, round(transition.duration * fps))
-
-
-def _is_shot(item: Any) -> bool:
-    return hasattr(item, "clip")
-
-
-def _copy_compatible(item: Any, index: ClipIndex, output: Any) -> bool:
+def _copy_compatible(item: ShotSegment, index: ClipIndex, output: OutputFormat) -> bool:
     """Whether this shot's clip already is what the output needs, so its packets can be reused."""
     p = index.probe
     return (
         not item.caption
+        and item.framing.how == "none"
+        and not item.framing.scaled(output)
         and p.video_codec == "h264"
         and p.pix_fmt == "yuv420p"
-        and (p.width, p.height) == (output.width, output.height)
         and p.fps == output.fps
         and item.source_fps == output.fps
     )
@@ -290,9 +263,8 @@ def _copy_compatible(item: Any, index: ClipIndex, output: Any) -> bool:
 
 def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piece]:
     """Split the timeline into copied cores and rendered runs, in output order."""
-    fps = timeline.output.fps
     items = timeline.items
-    d_in = [0] + [overlap_frames(items[i].transition, fps) for i in range(1, len(items))]
+    d_in = [item.overlap for item in items]
     d_out = d_in[1:] + [0]
     pieces: list[Piece] = []
     parts: list[Part] = []
@@ -307,8 +279,8 @@ def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piec
 
     for i, item in enumerate(items):
         core = None
-        if _is_shot(item) and _copy_compatible(item, indexes[Path(item.clip)], timeline.output):
-            index = indexes[Path(item.clip)]
+        if isinstance(item, ShotSegment) and _copy_compatible(item, indexes[item.clip], timeline.output):
+            index = indexes[item.clip]
             a = item.source_in_frame
             b = a + item.frames
             start = next((f for f in range(a + d_in[i], b) if index.can_start_copy(f)), None)
@@ -322,7 +294,8 @@ def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piec
         if core[0] > 0:
             parts.append(Part(i, 0, core[0]))
         flush()
-        pieces.append(CopyRun(i, Path(item.clip), item.source_in_frame + core[0], core[1] - core[0]))
+        assert isinstance(item, ShotSegment)  # only shots have a core
+        pieces.append(CopyRun(i, item.clip, item.source_in_frame + core[0], core[1] - core[0]))
         if core[1] < item.frames:
             parts.append(Part(i, core[1], item.frames - core[1]))
     flush()
@@ -333,18 +306,12 @@ def plan_pieces(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[Piec
 # Text: Pillow draws, ffmpeg overlays
 
 
-def _font(style: TextStyle, px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if not style.font:
-        return ImageFont.load_default(size=px)
-    for candidate in (style.font, f"{style.font}.ttf"):
-        try:
-            return ImageFont.truetype(candidate, px)
-        except OSError:
-            continue
-    raise UserError(
-        f"font {style.font!r} was not found",
-        "Give the path of a .ttf/.otf file (relative to the project), or remove `font` to use the built-in one.",
-    )
+def _font(style: TextStyle, px: int) -> ImageFont.FreeTypeFont:
+    """The style's font at ``px`` pixels: Noto Sans (shipped) by default, else its file or family
+    (``fonts.load_font``: raqm layout when Pillow has it; a font not found names what was tried)."""
+    from storyboard.assemble.fonts import load_font
+
+    return load_font(style.font, px)
 
 
 def _colour(value: str, what: str) -> tuple[int, int, int]:
@@ -356,11 +323,12 @@ def _colour(value: str, what: str) -> tuple[int, int, int]:
         ) from None
 
 
-def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: Path) -> Path:
-    """Draw ``text`` into a transparent ``width``x``height`` PNG, inside the title-safe area.
+def text_image(text: str, style: TextStyle, width: int, height: int) -> Image.Image:
+    """``text`` drawn on a transparent ``width``x``height`` RGBA image, inside the title-safe area.
 
     ``style.size`` is meant at 1080p, so it scales with the output height; long text wraps, and
-    text that still does not fit the safe area is shrunk rather than cut off.
+    text that still does not fit the safe area is shrunk rather than cut off. Captions, cards and
+    the editor handoff's card stills all come from here, so they look the same everywhere.
     """
     box_w = int(width * (1 - 2 * SAFE_MARGIN))
     box_h = int(height * (1 - 2 * SAFE_MARGIN))
@@ -369,7 +337,7 @@ def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: 
     while True:
         font = _font(style, px)
         lines = _wrap(text, font, box_w)
-        ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (px, 0)
+        ascent, descent = font.getmetrics()
         line_h = int((ascent + descent) * 1.15)
         block_h = line_h * len(lines)
         widest = max((font.getlength(line) for line in lines), default=0)
@@ -388,10 +356,16 @@ def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: 
         x = (width - font.getlength(line)) / 2
         draw.text((x, top + n * line_h), line, font=font, fill=(*colour, 255), stroke_width=stroke,
                   stroke_fill=(0, 0, 0, 200))
+    return image
+
+
+def render_text_png(text: str, style: TextStyle, width: int, height: int, dest: Path) -> Path:
+    """``text_image`` saved as a PNG at ``dest`` (atomically), for ffmpeg to overlay."""
+    image = text_image(text, style, width, height)
     # Segments of one crossfaded shot render in parallel and share its caption image: write it
     # under a private name and rename it into place, so no reader ever opens a half-written PNG.
     partial = dest.with_name(f".{dest.stem}.{threading.get_ident()}.png")
-    image.save(partial, format="PNG")
+    image.save(partial, format="PNG", compress_level=1)
     os.replace(partial, dest)
     return dest
 
@@ -415,11 +389,12 @@ def _wrap(text: str, font: Any, box_w: int) -> list[str]:
 # Render runs: one ffmpeg graph per run
 
 
-def _reframe_filter(src_w: int, src_h: int, output: Any) -> str:
+def _reframe_filter(framing: Framing, output: OutputFormat) -> str:
+    """The ffmpeg filters that carry out the timeline's framing decision for one clip."""
     w, h = output.width, output.height
-    if (src_w, src_h) == (w, h):
+    if framing.how == "none" and not framing.scaled(output):
         return ""
-    if output.reframe == "blur" and abs(src_w / src_h - w / h) > 0.01:
+    if framing.how == "blur":
         return (
             f"split=2[bg][fg];[bg]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
             f"boxblur=20:2[bgb];[fg]scale={w}:{h}:force_original_aspect_ratio=decrease[fgs];"
@@ -471,13 +446,12 @@ def _add_run(graph: _Graph, timeline: Timeline, run: RenderRun, indexes: dict[Pa
         seconds = part.count / fps
         label = graph.label("v")
         text = None
-        if _is_shot(item):
-            clip = Path(item.clip)
-            info = indexes[clip].probe
+        if isinstance(item, ShotSegment):
+            info = indexes[item.clip].probe
             start = item.source_in_frame / item.source_fps + part.first / fps
             seek = ["-ss", f"{max(0.0, start - 0.5 / float(info.fps)):.6f}"] if start > 0 else []
-            n = graph.add_input(*seek, "-t", f"{seconds + 2 / float(info.fps):.6f}", "-i", str(clip))
-            chain = f"[{n}:v]setpts=PTS-STARTPTS,fps={fps},{_reframe_filter(info.width, info.height, out)}"
+            n = graph.add_input(*seek, "-t", f"{seconds + 2 / float(info.fps):.6f}", "-i", str(item.clip))
+            chain = f"[{n}:v]setpts=PTS-STARTPTS,fps={fps},{_reframe_filter(item.framing, out)}"
             if item.caption:
                 text = render_text_png(item.caption, timeline.captions, out.width, out.height,
                                        work_dir / f"caption-{part.item}.png")
@@ -505,7 +479,7 @@ def _add_run(graph: _Graph, timeline: Timeline, run: RenderRun, indexes: dict[Pa
             acc, acc_len = label, part.count
             continue
         joined = graph.label("j")
-        overlap = overlap_frames(item.transition, fps) if part.first == 0 else 0
+        overlap = item.overlap if part.first == 0 else 0
         if overlap:
             graph.chains.append(
                 f"[{acc}][{label}]xfade=transition={XFADE_KIND[item.transition.type]}:"
@@ -551,6 +525,13 @@ def _parameter_sets(extradata: bytes, length_size: int) -> bytes:
     return b"".join(len(unit).to_bytes(length_size, "big") + unit for unit in units)
 
 
+def _packet_seconds(packet: av.Packet) -> float:
+    """A packet's decode time in seconds (0 when it has none)."""
+    if packet.dts is None or not packet.time_base:
+        return 0.0
+    return float(packet.dts * Fraction(packet.time_base))
+
+
 def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: Path | None = None) -> None:
     """Write the sources' packets one after another into ``dest`` (MP4), without re-encoding.
 
@@ -572,9 +553,9 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: 
     active_setup = head.extradata
     length_size = (head.extradata[4] & 0x03) + 1 if len(head.extradata) > 4 else 4
     with contextlib.ExitStack() as stack:
-        template_source = stack.enter_context(open_packets(head.probe.path))
+        first_source = stack.enter_context(open_packets(head.probe.path))  # the template, then the first source
         out = stack.enter_context(av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}))
-        ostream = out.add_stream_from_template(template_source.streams.video[0])
+        ostream = out.add_stream_from_template(first_source.streams.video[0])
         ostream.time_base = time_base
         audio_packets: Iterator[av.Packet] = iter(())
         if audio is not None:
@@ -587,19 +568,20 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: 
 
         def write_audio_until(seconds: float) -> None:
             nonlocal pending
-            while pending is not None and float(pending.dts * pending.time_base) <= seconds:
+            while pending is not None and _packet_seconds(pending) <= seconds:
                 pending.stream = audio_out
                 out.mux(pending)
                 pending = next(audio_packets, None)
 
         display_offset = 0
         decode_position = 0
-        for source in sources:
+        for number, source in enumerate(sources):
             in_band = b""
             if source.index.extradata != active_setup:
                 in_band = _parameter_sets(source.index.extradata, length_size)
                 active_setup = source.index.extradata
-            with open_packets(source.index.probe.path) as container:
+            opened = contextlib.nullcontext(first_source) if number == 0 else open_packets(source.index.probe.path)
+            with opened as container:
                 stream = container.streams.video[0]
                 kept = []
                 position = 0
@@ -636,17 +618,6 @@ def join_video(sources: Sequence[_VideoSource], dest: Path, fps: int, *, audio: 
 # Audio: rendered once from the sources
 
 
-def _item_starts(timeline: Timeline) -> list[int]:
-    fps = timeline.output.fps
-    starts, position = [], 0
-    for i, item in enumerate(timeline.items):
-        if i:
-            position -= overlap_frames(item.transition, fps)
-        starts.append(position)
-        position += item.frames
-    return starts
-
-
 def _samples(frames: int, fps: int) -> int:
     return round(frames * AUDIO_RATE / fps)
 
@@ -655,9 +626,7 @@ def audio_wanted(timeline: Timeline, sounding: dict[Path, bool]) -> bool:
     """Audio is asked for when a bed is declared, or clip audio is kept and some clip has sound."""
     if timeline.bed is not None:
         return True
-    return timeline.audio.clip_audio == "keep" and any(
-        _is_shot(item) and sounding[Path(item.clip)] for item in timeline.items
-    )
+    return timeline.audio.clip_audio == "keep" and any(sounding[shot.clip] for shot in timeline.shots)
 
 
 def _clip_audio_intervals(timeline: Timeline, sounding: dict[Path, bool]) -> list[tuple[float, float]]:
@@ -665,10 +634,7 @@ def _clip_audio_intervals(timeline: Timeline, sounding: dict[Path, bool]) -> lis
     if timeline.audio.clip_audio != "keep":
         return []
     fps = timeline.output.fps
-    spans = []
-    for item, start in zip(timeline.items, _item_starts(timeline)):
-        if _is_shot(item) and sounding[Path(item.clip)]:
-            spans.append((start / fps, (start + item.frames) / fps))
+    spans = [(shot.record_start_frame / fps, shot.end_frame / fps) for shot in timeline.shots if sounding[shot.clip]]
     merged: list[list[float]] = []
     for a, b in sorted(spans):
         if merged and a <= merged[-1][1] + 2 * DUCK_RAMP_S:
@@ -700,7 +666,7 @@ def _add_audio(graph: _Graph, timeline: Timeline, sounding: dict[Path, bool]) ->
     for i, item in enumerate(timeline.items):
         n_samples = _samples(item.frames, fps)
         label = graph.label("a")
-        if keep and _is_shot(item) and sounding[Path(item.clip)]:
+        if keep and isinstance(item, ShotSegment) and sounding[item.clip]:
             start = item.source_in_frame / item.source_fps
             seek = ["-ss", f"{start:.6f}"] if start > 0 else []
             n = graph.add_input(*seek, "-t", f"{item.frames / fps + 0.1:.6f}", "-i", str(item.clip))
@@ -711,15 +677,15 @@ def _add_audio(graph: _Graph, timeline: Timeline, sounding: dict[Path, bool]) ->
             acc, acc_samples = label, n_samples
             continue
         joined = graph.label("aj")
-        overlap = _samples(overlap_frames(item.transition, fps), fps)
+        overlap = _samples(item.overlap, fps)
         if overlap:
             graph.chains.append(f"[{acc}][{label}]acrossfade=ns={overlap}:c1=tri:c2=tri[{joined}]")
         else:
             graph.chains.append(f"[{acc}][{label}]concat=n=2:v=0:a=1[{joined}]")
         acc, acc_samples = joined, acc_samples + n_samples - overlap
     mix = acc
-    if timeline.bed is not None:
-        bed = timeline.audio.bed
+    bed = timeline.audio.bed
+    if timeline.bed is not None and bed is not None:
         bed_path = Path(timeline.bed)
         if not bed_path.is_file():
             raise UserError(f"audio bed {bed_path} does not exist", "Fix `cut.audio.bed.file` or remove the bed.")
@@ -840,10 +806,10 @@ def assemble_timeline(
     out = timeline.output
     fps = out.fps
 
-    clips = []
-    for item in timeline.items:
-        if _is_shot(item) and Path(item.clip) not in clips:
-            clips.append(Path(item.clip))
+    clips: list[Path] = []
+    for shot in timeline.shots:
+        if shot.clip not in clips:
+            clips.append(shot.clip)
     if dest.resolve() in {c.resolve() for c in clips}:
         raise UserError(f"{dest} is one of the input clips", "Choose another output path.")
     sounding: dict[Path, bool] = {}
@@ -930,14 +896,13 @@ def split_run(run: RenderRun, timeline: Timeline) -> list[RenderRun]:
     item's own frames between its two transitions; where they overlap (a short item under two
     long transitions) the items stay in one segment.
     """
-    fps = timeline.output.fps
     items = timeline.items
     parts = run.parts
 
     def overlap_into(k: int) -> int:  # frames part k shares with part k-1 (0 at a cut or a split core)
         if k == 0 or parts[k].first != 0:
             return 0
-        return overlap_frames(items[parts[k].item].transition, fps)
+        return items[parts[k].item].overlap
 
     segments: list[list[Part]] = [[parts[0]]]
     for k in range(1, len(parts)):
@@ -953,7 +918,7 @@ def split_run(run: RenderRun, timeline: Timeline) -> list[RenderRun]:
     runs = []
     for segment in segments:
         frames = segment[0].count + sum(
-            p.count - (overlap_frames(items[p.item].transition, fps) if p.first == 0 else 0) for p in segment[1:])
+            p.count - (items[p.item].overlap if p.first == 0 else 0) for p in segment[1:])
         runs.append(RenderRun(tuple(segment), frames))
     if sum(r.frames for r in runs) != run.frames:
         raise InternalError(f"split render run adds up to {sum(r.frames for r in runs)} frames, planned {run.frames}")
@@ -982,11 +947,11 @@ def _video_sources(pieces: Sequence[Piece], timeline: Timeline, indexes: dict[Pa
         try:
             sources = []
             for n, job in enumerate(jobs):
-                if n in futures:
+                if isinstance(job, CopyRun):
+                    sources.append(_VideoSource(indexes[job.clip], job.first, job.frames))
+                else:
                     sources.append(futures[n].result())
                     report("render", sum(1 for k in futures if k <= n), len(futures))  # from this thread only
-                else:
-                    sources.append(_VideoSource(indexes[job.clip], job.first, job.frames))
             return sources
         finally:
             for future in futures.values():
@@ -1036,66 +1001,56 @@ def render_audio(timeline: Timeline, sounding: dict[Path, bool], dest: Path, scr
 
 
 def has_audio_stream(clip: Path) -> bool:
-    """Whether a clip carries an audio stream, read from its header only (a few ms), so the
-    audio render can start before the clips' packets are indexed."""
-    if not clip.is_file() or clip.stat().st_size == 0:
-        raise MediaError(f"{clip}: missing or empty")
-    try:
-        with open_packets(clip) as container:
-            return bool(container.streams.audio)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"{clip}: not a readable video ({exc})") from exc
+    """Whether a clip carries an audio stream. Read with the clip's scan (``media.scan``, cached),
+    which the packet index then reuses: the clip is opened once for both."""
+    return scan(clip).probe.has_audio
 
 
 def _clip_error(timeline: Timeline, exc: MediaError, clip: Path) -> UserError:
     """The user-facing error for a clip that is missing or unreadable, naming its shot."""
-    shot = next(i.shot_id for i in timeline.items if _is_shot(i) and Path(i.clip) == clip)
+    shot = next(s.shot_id for s in timeline.shots if s.clip == clip)
     return UserError(f"shot {shot}: clip {exc}", "Run `storyboard render` again to fetch the clip.")
 
 
 def _check_timeline(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> None:
-    """Refuse a timeline that asks for frames a clip does not have, or does not add up."""
+    """Refuse a timeline that asks for frames a clip does not have, or whose clip is not the one
+    its framing was decided for. (Lengths and overlaps are the timeline's own rules: a Timeline
+    that does not add up cannot be built.)"""
     fps = timeline.output.fps
-    items = timeline.items
-    if not items:
-        raise UserError(f"cut {timeline.name} has nothing in it", "Add shots to the cut.")
-    for i, item in enumerate(items):
-        d_in = overlap_frames(item.transition, fps) if i else 0
-        d_out = overlap_frames(items[i + 1].transition, fps) if i + 1 < len(items) else 0
-        name = f"shot {item.shot_id}" if _is_shot(item) else f"{item.kind} card"
-        if item.frames <= 0 or item.frames < max(d_in, d_out):
+    for shot in timeline.shots:
+        info = indexes[shot.clip].probe
+        available = (info.frames - shot.source_in_frame) / float(info.fps)
+        if shot.frames / fps > available + 0.5 / float(info.fps):
             raise UserError(
-                f"{name} keeps {item.frames} frames, shorter than its transition ({max(d_in, d_out)} frames)",
-                "Shorten the transition or keep more of the shot.",
+                f"shot {shot.shot_id}: the cut keeps {shot.frames / fps:.2f}s from {shot.source_in_frame / shot.source_fps:.2f}s "
+                f"but the clip {shot.clip} is {info.duration:.2f}s long",
+                "Reduce trim_in/duration of the shot, or render it again.",
             )
-        if _is_shot(item):
-            info = indexes[Path(item.clip)].probe
-            available = (info.frames - item.source_in_frame) / float(info.fps)
-            if item.frames / fps > available + 0.5 / float(info.fps):
-                raise UserError(
-                    f"shot {item.shot_id}: the cut keeps {item.frames / fps:.2f}s from {item.source_in_frame / item.source_fps:.2f}s "
-                    f"but the clip {item.clip} is {info.duration:.2f}s long",
-                    "Reduce trim_in/duration of the shot, or render it again.",
-                )
-    total = sum(item.frames for item in items) - sum(overlap_frames(items[i].transition, fps) for i in range(1, len(items)))
-    if total != timeline.total_frames:
-        raise InternalError(f"timeline {timeline.name}: items add up to {total} frames, total_frames says {timeline.total_frames}")
+        if (info.width, info.height) != (shot.framing.source_width, shot.framing.source_height):
+            raise UserError(
+                f"shot {shot.shot_id}: the clip {shot.clip} is {info.width}x{info.height}, but the timeline was "
+                f"laid out for {shot.framing.source_width}x{shot.framing.source_height}: it changed meanwhile",
+                "Run the command again.",
+            )
 
 
 def _reframe_notes(timeline: Timeline, indexes: dict[Path, ClipIndex]) -> list[str]:
+    """What the cut does to each clip's picture and rate, in words, from the timeline's framing."""
     out = timeline.output
     how = "centre crop" if out.reframe == "crop" else "fit over a blurred fill"
     notes = []
-    for item in timeline.items:
-        if not _is_shot(item):
-            continue
-        info = indexes[Path(item.clip)].probe
-        if abs(info.width / info.height - out.width / out.height) > 0.01:
-            notes.append(f"shot {item.shot_id} reframed {_ratio(info.width, info.height)} → {out.aspect_ratio} by {how}")
-        elif (info.width, info.height) != (out.width, out.height):
-            notes.append(f"shot {item.shot_id} scaled {info.width}x{info.height} → {out.width}x{out.height}")
+    for shot in timeline.shots:
+        framing = shot.framing
+        size = f"{framing.source_width}x{framing.source_height}"
+        if framing.how != "none":
+            notes.append(
+                f"shot {shot.shot_id} reframed {_ratio(framing.source_width, framing.source_height)} → {out.aspect_ratio} by {how}"
+            )
+        elif framing.scaled(out):
+            notes.append(f"shot {shot.shot_id} scaled {size} → {out.width}x{out.height}")
+        info = indexes[shot.clip].probe
         if info.fps != out.fps:
-            notes.append(f"shot {item.shot_id} converted {float(info.fps):g} → {out.fps} fps")
+            notes.append(f"shot {shot.shot_id} converted {float(info.fps):g} → {out.fps} fps")
     return notes
 
 
@@ -1128,10 +1083,13 @@ class CutFiles:
 
     report: AssembleReport
     video: Path
-    subtitles: Path
+    subtitles: Path | None
+    """None when the cut has no captions (no empty .srt is written)."""
     timeline: Path
     edl: Path | None
     contact_sheet: Path
+    media: Path | None = None
+    """``<cut>_media/``: the files the OTIO and EDL link (clips, card stills, the bed)."""
 
 
 def write_cut(
@@ -1143,7 +1101,8 @@ def write_cut(
     costs: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> CutFiles:
-    """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO (+EDL) and contact sheet.
+    """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO + EDL (with their
+    media in ``<name>_media/``) and contact sheet.
 
     Why one function: a project's ``assemble`` and each campaign variant make the same set of
     files, and editors and reviewers rely on finding all of them beside every cut.
@@ -1152,11 +1111,18 @@ def write_cut(
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"
-    report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
-    subtitles = folder / f"{cut.name}.srt"
-    sidefiles.write_srt(cut, subtitles)
-    otio_file = folder / f"{cut.name}.otio"
-    edl = sidefiles.write_otio(cut, otio_file, task_ids=task_ids or {}, costs=costs or {})
-    sheet = folder / f"{cut.name}.contact.png"
-    sidefiles.write_contact_sheet(cut, sheet)
-    return CutFiles(report=report, video=video, subtitles=subtitles, timeline=otio_file, edl=edl, contact_sheet=sheet)
+    # The contact sheet (decoding a frame of every clip) is drawn while the video assembles, which
+    # mostly waits on ffmpeg and the disk; every side file is written only once the video is.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet") as sheet_worker:
+        drawing = sheet_worker.submit(sidefiles.contact_sheet_image, cut)
+        try:
+            report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
+        except BaseException:
+            drawing.cancel()
+            raise
+        subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
+        handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
+        sheet = folder / f"{cut.name}.contact.png"
+        drawing.result().save(sheet, format="PNG")
+    return CutFiles(report=report, video=video, subtitles=subtitles, timeline=handoff.otio, edl=handoff.edl,
+                    contact_sheet=sheet, media=handoff.media)

@@ -7,21 +7,19 @@ under ``campaign`` and reuse the engine, the journal and the assembler unchanged
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from storyboard import campaign as campaigns
 from storyboard import pipeline as pipelines
 from storyboard.cli import app, console, err_console, user_errors
+from storyboard.cli.render import PartialOption, ProviderOption, Reporter, YesOption, confirmer, parse_max_cost
 from storyboard.errors import Problem
 from storyboard.plan import UNIT_PRICE_USD
-from storyboard.render import engine
 
 campaign_app = typer.Typer(
     name="campaign",
@@ -103,10 +101,10 @@ def print_campaign_plan(cplan: campaigns.CampaignPlan) -> None:
         if notes:
             console.print(f"  {item.variant.id}: " + "; ".join(notes), markup=False)
     total = cplan.cost()
-    uses = sum(len(u) for u in cplan.uses.values())
+    planned = sum(len(u) for u in cplan.uses.values())
     console.print(
-        f"Total: {len(cplan.variants)} variant(s), {uses} request(s) planned, {len(cplan.distinct)} distinct "
-        f"({uses - len(cplan.distinct)} shared): {total['units_before']:g} units (${total['usd_before']:.2f}) one by one, "
+        f"Total: {len(cplan.variants)} variant(s), {planned} request(s) planned, {len(cplan.distinct)} distinct "
+        f"({planned - len(cplan.distinct)} shared): {total['units_before']:g} units (${total['usd_before']:.2f}) one by one, "
         f"{total['units_after']:g} units (${total['usd_after']:.2f}) for the campaign. Nothing has been spent.",
         markup=False,
     )
@@ -135,118 +133,33 @@ def plan_command(
         raise typer.Exit(1)
 
 
-class _CampaignProgress:
-    """A bar over the distinct requests (a terminal) or one line per state change (logs)."""
-
-    FINAL = ("done", "reused", "failed", "skipped")
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.finished: set[str] = set()
-        self.states: dict[str, str] = {}
-        self.progress: Progress | None = None
-        self.task = None
-
-    def __call__(self, event: engine.RenderEvent) -> None:
-        previous = self.states.get(event.request_id)
-        self.states[event.request_id] = event.state
-        if event.state in self.FINAL:
-            self.finished.add(event.request_id)
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=len(self.finished),
-                                 description=f"rendering ({event.units:g} units spent)")
-        elif event.state != previous:
-            note = f"  {event.message}" if event.message else ""
-            console.print(f"{event.request_id}: {event.state} ({event.elapsed:.0f}s, {event.units:g} units){note}", markup=False)
+def _work(cplan: campaigns.CampaignPlan) -> pipelines.Work:
+    return pipelines.campaign_work(cplan)
 
 
-def _render(cplan: campaigns.CampaignPlan, provider: str | None, yes: bool, max_cost: str | None,
-            concurrency: int) -> tuple[pipelines.CampaignRender, str]:
-    from storyboard.cli.render import confirm_spend, parse_max_cost, pick_provider
-    from storyboard.render.providers import open_provider
-
-    project_dir = cplan.campaign.project_dir
-    budget = parse_max_cost(max_cost)
-    name = pick_provider(provider, project_dir)
-    rows = engine.preview_plan(cplan.combined_plan(), project_dir, name)
-    console.print(f"{len(rows)} distinct request(s) for {len(cplan.variants)} variant(s)", markup=False)
-    confirm_spend(rows, engine.is_free(name), yes, budget, what="this campaign render")
-    the_provider = open_provider(name, project_dir)
-    progress = _CampaignProgress(len(cplan.distinct))
-
-    async def run() -> pipelines.CampaignRender:
-        try:
-            return await pipelines.render_campaign(cplan, the_provider, concurrency=concurrency,
-                                                   max_cost_units=budget, events=progress)
-        finally:
-            await the_provider.aclose()
-
-    if console.is_terminal:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
-            progress.progress = bar
-            progress.task = bar.add_task("rendering", total=len(cplan.distinct))
-            rendered = asyncio.run(run())
-    else:
-        rendered = asyncio.run(run())
-    result = rendered.result
-    free = engine.is_free(name)
-    console.print(
-        f"{len(result.done)} rendered, {len(result.reused)} reused, {len(result.failed)} failed, {len(result.skipped)} skipped; "
-        f"spent {'nothing (preview)' if free else f'{result.units_spent:g} units (${result.units_spent * UNIT_PRICE_USD:.2f})'}",
-        markup=False,
-    )
-    if result.fatal:
-        err_console.print(f"stopped: {result.fatal}", style="bold red", markup=False)
-    return rendered, name
+def _reporter(work: pipelines.Work, spots: int) -> Reporter:
+    reporter = Reporter(table=False, spots_total=spots)
+    reporter.root = work.out_root
+    return reporter
 
 
-def _print_outcomes(outcomes: dict[str, pipelines.VariantOutcome], project_dir: Path) -> None:
+def _print_outcomes(outcomes: dict[str, pipelines.VariantOutcome]) -> None:
     table = Table(title="Variants")
-    for column in ("variant", "status", "files / reason"):
+    for column in ("variant", "status", "clips", "files / reason"):
         table.add_column(column)
     for vid, outcome in outcomes.items():
         style = {"failed": "red", "invalid": "red", "incomplete": "yellow"}.get(outcome.status)
         if outcome.cuts:
-            detail = ", ".join(f"{cut.video.name} {cut.duration:.2f}s" for cut in outcome.cuts)
+            detail = ", ".join(f"{cut.video.name} {cut.duration:.2f}s" + (" (unchanged)" if cut.unchanged else "")
+                               for cut in outcome.cuts)
         else:
             detail = outcome.reason or ""
-        table.add_row(vid, outcome.status, detail, style=style)
+        table.add_row(vid, outcome.status, outcome.provider, detail, style=style)
     console.print(table)
 
 
-def _rendered_provider(cplan: campaigns.CampaignPlan, wanted: str | None) -> str:
-    """The clips to cut: the provider asked for, else one whose clips are all there, else the default."""
-    from storyboard.cli.assemble import complete_provider
-
-    return complete_provider(
-        cplan.campaign.project_dir, wanted,
-        lambda name: len(pipelines.rendered_clips(cplan, name)) == len(cplan.distinct),
-    )
-
-
-def _assemble(cplan: campaigns.CampaignPlan, provider_name: str, only: list[str] | None,
-              skip: dict[str, pipelines.VariantOutcome] | None = None) -> dict[str, pipelines.VariantOutcome]:
-    skip = skip or {}
-    wanted = [item.variant.id for item in cplan.variants if item.variant.id not in skip and (not only or item.variant.id in only)]
-    total = len(wanted)
-    done = 0
-
-    def report(outcome: pipelines.VariantOutcome) -> None:
-        nonlocal done
-        done += 1
-        what = ", ".join(f"{cut.video.name} {cut.duration:.2f}s" for cut in outcome.cuts) or (outcome.reason or "")
-        console.print(f"[{done}/{total}] {outcome.variant_id}: {outcome.status} {what}", markup=False)
-
-    outcomes = pipelines.assemble_campaign(cplan, provider_name, only=wanted, on_variant=report) if wanted else {}
-    merged = {vid: skip.get(vid) or outcomes.get(vid) for vid in [item.variant.id for item in cplan.variants]}
-    return {vid: outcome for vid, outcome in merged.items() if outcome is not None}
-
-
-def _finish(cplan: campaigns.CampaignPlan, outcomes: dict[str, pipelines.VariantOutcome], provider_name: str) -> None:
-    page = pipelines.write_review(cplan, outcomes, provider_name)
-    _print_outcomes(outcomes, cplan.campaign.project_dir)
-    console.print(f"review page: {page}", markup=False)
+def _finish(outcomes: dict[str, pipelines.VariantOutcome]) -> None:
+    _print_outcomes(outcomes)
     bad = [o for o in outcomes.values() if o.status in ("failed", "invalid", "incomplete")]
     if bad:
         err_console.print(f"{len(bad)} variant(s) not finished: see the reasons above; the others are complete",
@@ -254,9 +167,8 @@ def _finish(cplan: campaigns.CampaignPlan, outcomes: dict[str, pipelines.Variant
         raise typer.Exit(1)
 
 
-ProviderOption = typer.Option(None, "--provider", help="kling or preview (default: kling if credentials are set).")
-YesOption = typer.Option(False, "--yes", "-y", help="Spend without asking.")
-MaxCostOption = typer.Option(None, "--max-cost", help="Hard budget for the whole campaign: 50u (units) or $7.00.")
+MaxCostOption = typer.Option(None, "--max-cost", help="Hard budget for the whole campaign: 50u (units) or $7.00; "
+                             "refused up front if the campaign needs more.")
 ConcurrencyOption = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once, campaign-wide.")
 
 
@@ -267,16 +179,26 @@ def render_command(
     provider: str | None = ProviderOption,
     yes: bool = YesOption,
     max_cost: str | None = MaxCostOption,
+    partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
     variant: list[str] = VariantOption,
 ) -> None:
     """Render the campaign's distinct requests once each, variant by variant, on one budget."""
+    budget = parse_max_cost(max_cost)
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
-    rendered, _ = _render(cplan, provider, yes, max_cost, concurrency)
-    _print_outcomes(rendered.outcomes, cplan.campaign.project_dir)
-    if any(o.status != "rendered" for o in rendered.outcomes.values()):
+    work = _work(cplan)
+    console.print(f"{len(work.requests)} distinct request(s) for {len(cplan.variants)} variant(s)", markup=False)
+    reporter = _reporter(work, len(work.spots))
+    try:
+        rendered = pipelines.run_sync(pipelines.render_async(
+            work, provider=provider, max_cost=budget, partial=partial,
+            confirm=confirmer(yes, "this campaign render"), on_event=reporter, concurrency=concurrency))
+    finally:
+        reporter.close()
+    _print_outcomes(rendered.outcomes)
+    if any(o.status != "rendered" for o in rendered.outcomes.values()) or rendered.quote.left_out:
         err_console.print("run the same command again to retry only what failed: nothing rendered is paid twice", markup=False)
         raise typer.Exit(1)
 
@@ -285,16 +207,24 @@ def render_command(
 @user_errors
 def assemble_command(
     path: Path = CampaignArgument,
-    provider: str | None = typer.Option(None, "--provider", help="Cut the clips of this provider (kling|preview)."),
+    provider: str | None = typer.Option(None, "--provider", help="Cut the clips of this provider (kling|preview); "
+                                        "default: Kling's where they are all there, else the preview's."),
     variant: list[str] = VariantOption,
 ) -> None:
-    """Cut every rendered variant into out/<variant-id>/ and write the review page out/index.html."""
+    """Cut every rendered variant into out/<variant-id>/ (Kling) or out/preview/<variant-id>/, with review pages."""
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
-    name = _rendered_provider(cplan, provider)
-    outcomes = _assemble(cplan, name, variant or None)
-    _finish(cplan, outcomes, name)
+    work = _work(cplan)
+    reporter = _reporter(work, len(work.spots))
+    try:
+        outcomes = pipelines.assemble(work, provider=provider, only_spots=variant or None, on_event=reporter)
+    finally:
+        reporter.close()
+    default = pipelines.choose_provider(provider, work).provider
+    for page in pipelines.write_reviews(cplan, outcomes, default):
+        console.print(f"review page: {page}", markup=False)
+    _finish(outcomes)
 
 
 @campaign_app.command("run")
@@ -304,16 +234,23 @@ def run_command(
     provider: str | None = ProviderOption,
     yes: bool = YesOption,
     max_cost: str | None = MaxCostOption,
+    partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
     variant: list[str] = VariantOption,
 ) -> None:
     """Plan, render and assemble the campaign, then write the review page (free preview without Kling keys)."""
+    budget = parse_max_cost(max_cost)
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
-    rendered, name = _render(cplan, provider, yes, max_cost, concurrency)
-    not_rendered = {vid: o for vid, o in rendered.outcomes.items() if o.status != "rendered"}
-    outcomes = _assemble(cplan, name, variant or None, skip=not_rendered)
-    _finish(cplan, outcomes, name)
-
-
+    work = _work(cplan)
+    reporter = _reporter(work, len(work.spots))
+    try:
+        outcome = pipelines.run_sync(pipelines.run_async(
+            work, provider=provider, max_cost=budget, partial=partial, confirm=confirmer(yes, "this campaign run"),
+            on_event=reporter, concurrency=concurrency))
+    finally:
+        reporter.close()
+    _finish(outcome.outcomes)
+    if outcome.render is not None and outcome.render.quote.left_out:
+        raise typer.Exit(1)

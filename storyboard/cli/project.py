@@ -9,48 +9,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from storyboard import pipeline
 from storyboard.cli import app, console, err_console, user_errors
-from storyboard.errors import Problem, StoryboardInvalid
-from storyboard.load import loader
+from storyboard.errors import Problem
 from storyboard.load.spec import json_schema
 from storyboard.plan import Plan, planner
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 
 
-def load_and_check(path: Path) -> tuple[loader.LoadedStoryboard, list[Problem]]:
-    """Load, then run the model and template checks; raise with every problem if any is an error.
-
-    Why both stages here: users want one run to show everything wrong with a file, whether the
-    YAML is malformed or Kling cannot render what it asks for.
-    """
-    try:
-        loaded = loader.load(path)
-    except StoryboardInvalid as error:
-        raise StoryboardInvalid(error.problems + partial_problems(error, error.problems)) from None
-    problems = list(loaded.advisories) + planner.check(loaded)
-    if any(p.severity == "error" for p in problems):
-        raise StoryboardInvalid(problems)
-    return loaded, problems
-
-
-def partial_problems(error: StoryboardInvalid, known: list[Problem]) -> list[Problem]:
-    """Model and template problems of the part of a broken storyboard the loader could salvage.
-
-    Best effort by design: these findings come on top of the structural errors, so a failure
-    here must never hide those; it only means the rest is reported on the next run.
-    """
-    if error.partial is None:
-        return []
-    try:
-        found = planner.check(error.partial)
-    except Exception:  # noqa: BLE001 - extra findings are optional; the structural ones stand
-        return []
-    seen = {(p.location, p.message) for p in known}
-    return [p for p in found if (p.location, p.message) not in seen]
-
-
 def print_advisories(problems: list[Problem]) -> None:
+    """Advisories go to stderr, sorted, so a script reading stdout sees only the result."""
     for problem in sorted(problems, key=lambda p: (p.location, p.message)):
         err_console.print(str(problem), style="yellow", markup=False)
 
@@ -63,7 +32,7 @@ def validate(path: Path = PathArgument) -> None:
     Exit 0 when valid (advisories may be printed), 1 when not, with every problem as
     file:line:col: path: message.
     """
-    loaded, problems = load_and_check(path)
+    loaded, _plan, problems = pipeline.check(path)
     print_advisories(problems)
     storyboard = loaded.storyboard
     console.print(
@@ -119,8 +88,7 @@ def plan_command(
 ) -> None:
     """Compile the storyboard into the exact Kling requests, priced, like `terraform plan`."""
     started = time.perf_counter()
-    loaded, problems = load_and_check(path)
-    the_plan = planner.plan(loaded)
+    _loaded, the_plan, problems = pipeline.check(path)
     document = planner.plan_to_json(the_plan)
     if output is not None:
         output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -3,33 +3,44 @@
 Why the confirmation rules: Kling bills per generated second. ``render`` shows what it will reuse
 (=), resume (~) and newly pay for (+) with the price, and asks before spending; ``--yes`` skips the
 question, and without a terminal to ask in (CI, a pipe) it refuses to spend rather than guess. The
-free preview provider never asks.
+free preview provider never asks. A ``--max-cost`` that cannot cover what is still to pay is
+refused by the pipeline before the question (``--partial`` renders what fits), so the question
+never offers to spend when nothing fits.
+
+This module also holds ``Reporter``, the one drawer of pipeline events for every command.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 import time
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from storyboard import pipeline
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import UserError
 from storyboard.plan import UNIT_PRICE_USD
 from storyboard.render import engine
-from storyboard.render.journal import Journal, journal_path
-from storyboard.render.providers import choose_provider_name, open_provider
+from storyboard.render.journal import Journal
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 
 MARKERS = {"reuse": "=", "resume": "~", "create": "+"}
 COST_PATTERN = re.compile(r"^\s*(?:(?P<usd>\$\s*\d+(?:\.\d+)?)|(?P<units>\d+(?:\.\d+)?)\s*(?:u|units?)?)\s*$", re.IGNORECASE)
+
+ProviderOption = typer.Option(None, "--provider", help="kling or preview (default: kling if credentials are set).")
+YesOption = typer.Option(False, "--yes", "-y", help="Spend without asking.")
+MaxCostOption = typer.Option(None, "--max-cost", help="Hard budget: 20u (units) or $2.80; refused up front if the plan needs more.")
+PartialOption = typer.Option(False, "--partial", help="With --max-cost: render what fits, in cut order, and name the shots left out.")
+ConcurrencyOption = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once.")
 
 
 def parse_max_cost(text: str | None) -> float | None:
@@ -45,151 +56,243 @@ def parse_max_cost(text: str | None) -> float | None:
     return float(match.group("units"))
 
 
-def pick_provider(requested: str | None, project_dir: Path) -> str:
-    """The provider to render with; says so when it falls back to the free preview."""
-    name = choose_provider_name(requested, project_dir)
-    if requested is None and name == "preview":
-        err_console.print(
-            "no Kling credentials found: rendering free previews. To render with Kling, set KLINGAI_ACCESS_KEY "
-            "and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment or in the project's .env, "
-            "or pass --provider kling.", style="yellow", markup=False)
-    return name
+def money(units: float) -> str:
+    return f"{units:g} units (${units * UNIT_PRICE_USD:.2f})"
 
 
-def confirm_spend(rows, free: bool, yes: bool, budget: float | None, *, what: str) -> None:
-    """Print what will be reused, resumed and paid, and ask before spending (never without a terminal).
+def can_ask() -> bool:
+    """Is there a person at a terminal to answer the spend question? (Tests stand in for one.)"""
+    return sys.stdin.isatty()
 
-    ``rows`` are ``engine.preview_plan`` rows. Raises ``UserError`` (nothing sent) when money would
-    be spent, ``--yes`` was not given and there is no terminal to ask in.
-    """
-    to_spend = sum(units for _, _, units in rows)
-    counts = {d: sum(1 for _, decision, _ in rows if decision == d) for d in MARKERS}
-    console.print(f"{counts['reuse']} reused, {counts['resume']} resumed, {counts['create']} new; "
-                  + ("free (preview)" if free else f"up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) to spend")
-                  + ("" if budget is None else f"; budget {budget:g} units"), markup=False)
-    if free or to_spend <= 0 or yes:
-        return
-    if not sys.stdin.isatty():
-        raise UserError(f"{what} would spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) "
-                        "and there is no terminal to confirm it; nothing was sent",
-                        hint="pass --yes to spend without asking (add --max-cost to cap it)")
-    if not typer.confirm(f"Spend up to {to_spend:g} units (${to_spend * UNIT_PRICE_USD:.2f}) on Kling?", default=False):
+
+def confirmer(yes: bool, what: str) -> pipeline.Confirm:
+    """The pipeline's spend question, answered by ``--yes``, the terminal, or a refusal without one."""
+
+    def confirm(quote: pipeline.Quote) -> bool:
+        if yes:
+            return True
+        if not can_ask():
+            raise UserError(f"{what} would spend up to {money(quote.to_spend)} and there is no terminal to confirm it; "
+                            "nothing was sent", hint="pass --yes to spend without asking (add --max-cost to cap it)")
+        if typer.confirm(f"Spend up to {money(quote.to_spend)} on Kling?", default=False):
+            return True
         err_console.print("nothing was sent", markup=False)
         raise typer.Exit(1)
 
-
-def _load_plan(path: Path):
-    from storyboard.cli.project import load_and_check, print_advisories
-    from storyboard.plan import planner
-
-    loaded, problems = load_and_check(path)
-    print_advisories(problems)
-    return loaded, planner.plan(loaded)
+    return confirm
 
 
-def _plan_table(rows, free: bool) -> Table:
-    table = Table(title="Render plan (= reuse, ~ resume, + new)", show_lines=False)
+def plan_table(quote: pipeline.Quote) -> Table:
+    table = Table(title="Render plan (= reuse, ~ resume, + new, - left out)", show_lines=False)
     for column in ("", "request", "model", "mode", "seconds", "units", "USD"):
         table.add_column(column, justify="right" if column in ("seconds", "units", "USD") else "left")
-    for request, decision, units in rows:
-        shown = "free" if free else f"{units:g}"
-        usd = "" if free else f"${units * UNIT_PRICE_USD:.2f}"
-        table.add_row(MARKERS[decision], request.id, request.model, request.mode, str(request.duration), shown, usd)
+    for row in quote.rows:
+        request = row.request
+        shown = "free" if quote.free else f"{row.units:g}"
+        usd = "" if quote.free else f"${row.units * UNIT_PRICE_USD:.2f}"
+        marker = MARKERS[row.decision] if row.included else "-"
+        table.add_row(marker, request.id, request.model, request.mode, str(request.duration), shown, usd)
     return table
 
 
-class _Progress:
-    """One line per request: state, elapsed, running cost. A live table on a terminal, log lines elsewhere."""
+class Reporter:
+    """Draws pipeline events: a live table or bars on a terminal, one line per change elsewhere.
 
-    def __init__(self, requests) -> None:
-        self.rows = {r.id: ["queued", 0.0, ""] for r in requests}
+    Why one class for every command: ``render``, ``assemble``, ``run`` and the campaign commands
+    show the same facts (what a render reuses and pays, whose clips a cut holds, what was left
+    unchanged), so they must say them the same way.
+    """
+
+    def __init__(self, *, table: bool = True, spots_total: int = 0) -> None:
+        self.show_table = table
+        self.rows: dict[str, list[Any]] = {}
         self.units = 0.0
         self.live: Live | None = None
+        self.bars: Progress | None = None
+        self.bar_of: dict[tuple[str, str], TaskID] = {}
+        self.spots_total = spots_total
+        self.spots_done = 0
+        self.root: Path | None = None
 
-    def table(self) -> Table:
+    # ---- the render table ------------------------------------------------------------------
+
+    def progress_table(self) -> Table:
         table = Table(show_header=True, box=None)
         for column in ("request", "state", "elapsed", "note"):
             table.add_column(column)
         for request_id, (state, elapsed, note) in self.rows.items():
             table.add_row(request_id, state, f"{elapsed:5.0f}s", note[:80])
-        table.caption = f"spent so far: {self.units:g} units (${self.units * UNIT_PRICE_USD:.2f})"
+        table.caption = f"spent so far: {money(self.units)}"
         return table
 
-    def __call__(self, event: engine.RenderEvent) -> None:
+    def __call__(self, event: pipeline.Event) -> None:
+        if isinstance(event, pipeline.ProviderChosen):
+            if event.fallback:
+                err_console.print(
+                    "no Kling credentials found: rendering free previews. To render with Kling, set KLINGAI_ACCESS_KEY "
+                    "and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment or in the project's .env, "
+                    "or pass --provider kling.", style="yellow", markup=False)
+        elif isinstance(event, pipeline.PaidClipsUsed):
+            what = "every clip" if event.spots == ("",) else f"every clip of {', '.join(event.spots)}"
+            console.print(f"{what} is rendered on {event.provider}: cutting those (no keys needed, nothing rendered)",
+                          markup=False)
+        elif isinstance(event, pipeline.RenderQuoted):
+            self._quoted(event.quote)
+        elif isinstance(event, pipeline.RequestProgress):
+            self._progress(event.event)
+        elif isinstance(event, pipeline.RenderFinished):
+            self._finished(event)
+        elif isinstance(event, pipeline.CutProgress):
+            self._cut_progress(event)
+        elif isinstance(event, pipeline.CutWritten):
+            self._cut_written(event)
+        elif isinstance(event, pipeline.SpotFinished):
+            self._spot_finished(event.outcome)
+        elif isinstance(event, pipeline.ReviewWritten):
+            console.print(f"review page: {event.page}", markup=False)
+
+    def _quoted(self, quote: pipeline.Quote) -> None:
+        if not quote.rows:
+            return
+        self.rows = {row.request.id: ["queued", 0.0, ""] for row in quote.rows if row.included}
+        if self.show_table:
+            console.print(plan_table(quote))
+        spend = "free (preview)" if quote.free else f"up to {money(quote.to_spend)} to spend"
+        console.print(f"{quote.count('reuse')} reused, {quote.count('resume')} resumed, {quote.count('create')} new; "
+                      + spend + ("" if quote.budget is None else f"; budget {quote.budget:g} units"), markup=False)
+        if quote.left_out:
+            err_console.print(f"--partial: {money(quote.needed)} still to pay, {money(quote.to_spend)} fits; "
+                              f"left out: {', '.join(quote.left_out)}", style="yellow", markup=False)
+
+    def _progress(self, event: engine.RenderEvent) -> None:
         previous = self.rows.get(event.request_id, [None])[0]
         self.rows[event.request_id] = [event.state, event.elapsed, event.message]
         self.units = event.units
         if self.live is not None:
-            self.live.update(self.table())
+            self.live.update(self.progress_table())
         elif event.state != previous:
             note = f"  {event.message}" if event.message else ""
             console.print(f"{event.request_id}: {event.state} ({event.elapsed:.0f}s, {event.units:g} units){note}",
                           markup=False)
 
+    def _finished(self, event: pipeline.RenderFinished) -> None:
+        self.stop_live()
+        result = event.result
+        if not (result.done or result.reused or result.failed or result.skipped or event.left_out):
+            return  # nothing was asked of the provider (every spot is cut from paid clips)
+        cost = "free" if event.free else money(result.units_spent)
+        console.print(f"{len(result.done)} rendered, {len(result.reused)} reused, {len(result.failed)} failed, "
+                      f"{len(result.skipped)} skipped; spent {cost}"
+                      + (f" (+{result.units_resumed:g} units for tasks an earlier run submitted)"
+                         if result.units_resumed else ""), markup=False)
+        for request_id, reason in result.failed:
+            err_console.print(f"failed {request_id}: {reason}", style="red", markup=False)
+        for request_id, reason in result.skipped:
+            err_console.print(f"skipped {request_id}: {reason}", style="yellow", markup=False)
+        if event.left_out:
+            err_console.print(f"left out (over --max-cost): {', '.join(event.left_out)}", style="yellow", markup=False)
+        if result.fatal:
+            err_console.print(f"stopped: {result.fatal}", style="bold red", markup=False)
+        if not result.ok:
+            err_console.print("run the same command again to retry only what failed or was skipped", markup=False)
 
-def render_project(loaded, plan, *, provider: str | None, yes: bool, max_cost: str | None,
-                   concurrency: int = 2) -> engine.RenderResult:
-    """Show the render plan, confirm spending where needed, render, and print the summary.
+    # ---- cuts ------------------------------------------------------------------------------
 
-    Shared by ``render`` and ``run`` so both follow the same confirmation and budget rules.
-    """
-    project_dir = loaded.project_dir
-    budget = parse_max_cost(max_cost)
-    name = pick_provider(provider, project_dir)
-    free = engine.is_free(name)
-    rows = engine.preview_plan(plan, project_dir, name)
-    console.print(_plan_table(rows, free))
-    confirm_spend(rows, free, yes, budget, what="this render")
-    the_provider = open_provider(name, project_dir)
-    progress = _Progress(plan.requests)
+    def _cut_progress(self, event: pipeline.CutProgress) -> None:
+        if not err_console.is_terminal:
+            return
+        if self.bars is None:
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                 TimeElapsedColumn(), console=err_console, transient=True)
+            self.bars.start()
+        label = f"{event.spot}/{event.cut}" if event.spot else event.cut
+        task = self.bar_of.get((event.spot, event.cut))
+        if task is None:
+            task = self.bar_of[(event.spot, event.cut)] = self.bars.add_task(label, total=1)
+        self.bars.update(task, description=f"{label}: {event.stage}", completed=event.done, total=max(event.total, 1))
 
-    async def run() -> engine.RenderResult:
-        try:
-            return await engine.render(plan, project_dir, the_provider, concurrency=concurrency,
-                                       max_cost_units=budget, events=progress)
-        finally:
-            await the_provider.aclose()
+    def _shown(self, path: Path) -> str:
+        if self.root is not None:
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                pass
+        return str(path)
 
-    if console.is_terminal:
-        with Live(progress.table(), console=console, refresh_per_second=4) as live:
-            progress.live = live
-            result = asyncio.run(run())
-    else:
-        result = asyncio.run(run())
-    _summary(result, free)
-    return result
+    def _cut_written(self, event: pipeline.CutWritten) -> None:
+        self.stop_bars()
+        cut = event.cut
+        what = f"{cut.provider} clips, {cut.frames} frames, {cut.duration:.2f} s"
+        how = "unchanged (nothing it is made from changed)" if cut.unchanged else f"{cut.path_taken} in {cut.seconds:.1f} s"
+        console.print(f"{self._shown(cut.video)}: {what}, {how}", markup=False)
+        for note in cut.notes:
+            console.print(f"  {note}", markup=False)
+
+    def _spot_finished(self, outcome: pipeline.VariantOutcome) -> None:
+        if not outcome.variant_id:
+            return
+        self.spots_done += 1
+        what = ", ".join(f"{cut.video.name} {cut.duration:.2f}s" for cut in outcome.cuts) or (outcome.reason or "")
+        total = f"/{self.spots_total}" if self.spots_total else ""
+        console.print(f"[{self.spots_done}{total}] {outcome.variant_id}: {outcome.status} {what}", markup=False)
+
+    # ---- terminals ---------------------------------------------------------------------------
+
+    def stop_live(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def stop_bars(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
+            self.bar_of.clear()
+
+    def start_live(self) -> None:
+        if console.is_terminal and self.live is None:
+            self.live = Live(self.progress_table(), console=console, refresh_per_second=4)
+            self.live.start()
+
+    def close(self) -> None:
+        self.stop_live()
+        self.stop_bars()
+
+
+class LiveReporter(Reporter):
+    """A Reporter that opens the live request table once the quote is shown (terminals only)."""
+
+    def __call__(self, event: pipeline.Event) -> None:
+        super().__call__(event)
+        if isinstance(event, pipeline.RenderQuoted) and event.quote.rows:
+            self.start_live()
 
 
 @app.command()
 @user_errors
 def render(
     path: Path = PathArgument,
-    provider: str | None = typer.Option(None, "--provider", help="kling or preview (default: kling if credentials are set)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking."),
-    max_cost: str | None = typer.Option(None, "--max-cost", help="Hard budget for this run: 5u (units) or $2.50."),
-    concurrency: int = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once."),
+    provider: str | None = ProviderOption,
+    yes: bool = YesOption,
+    max_cost: str | None = MaxCostOption,
+    partial: bool = PartialOption,
+    concurrency: int = ConcurrencyOption,
 ) -> None:
     """Render every request of the plan (resuming earlier runs); asks before spending money."""
-    loaded, plan = _load_plan(path)
-    result = render_project(loaded, plan, provider=provider, yes=yes, max_cost=max_cost, concurrency=concurrency)
-    if not result.ok:
+    from storyboard.cli.project import print_advisories
+
+    budget = parse_max_cost(max_cost)
+    work, problems = pipeline.load_project(path)
+    print_advisories(problems)
+    reporter = LiveReporter()
+    try:
+        outcome = pipeline.run_sync(pipeline.render_async(
+            work, provider=provider, max_cost=budget, partial=partial, confirm=confirmer(yes, "this render"),
+            on_event=reporter, concurrency=concurrency))
+    finally:
+        reporter.close()
+    if not outcome.ok:
         raise typer.Exit(1)
-
-
-def _summary(result: engine.RenderResult, free: bool) -> None:
-    cost = "free" if free else f"{result.units_spent:g} units (${result.units_spent * UNIT_PRICE_USD:.2f})"
-    console.print(f"{len(result.done)} rendered, {len(result.reused)} reused, {len(result.failed)} failed, "
-                  f"{len(result.skipped)} skipped; spent {cost}"
-                  + (f" (+{result.units_resumed:g} units for tasks an earlier run submitted)" if result.units_resumed else ""),
-                  markup=False)
-    for request_id, reason in result.failed:
-        err_console.print(f"failed {request_id}: {reason}", style="red", markup=False)
-    for request_id, reason in result.skipped:
-        err_console.print(f"skipped {request_id}: {reason}", style="yellow", markup=False)
-    if result.fatal:
-        err_console.print(f"stopped: {result.fatal}", style="bold red", markup=False)
-    if not result.ok:
-        err_console.print("run the same command again to retry only what failed or was skipped", markup=False)
 
 
 @app.command()
@@ -197,10 +300,11 @@ def _summary(result: engine.RenderResult, free: bool) -> None:
 def status(path: Path = PathArgument) -> None:
     """What is rendered, running, failed, and what it cost, from the project's journal."""
     from storyboard.load.loader import find_storyboard
+    from storyboard.workspace import Workspace
 
     file = find_storyboard(path)
     project_dir = file.parent
-    if not journal_path(project_dir).is_file():
+    if not Workspace.at(project_dir).journal_file.is_file():
         console.print(f"nothing rendered yet in {project_dir} (no journal)", markup=False)
         return
     with Journal.open(project_dir) as journal:
