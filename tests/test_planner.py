@@ -328,7 +328,7 @@ CHECK_CASES = [
         6,
         "shots[0].duration",
         "shot a is 12 s but kling-v2-6 renders at most 10 s: split it into shorter shots, or use a model that renders it "
-        "(kling-v3, kling-v3-omni)",
+        "(kling-v3, kling-v3-turbo, kling-v3-omni)",
         id="duration-over-model-max",
     ),
     pytest.param(
