@@ -126,7 +126,7 @@ def test_snap_aspect_ratio(width: int, height: int, ratio: str) -> None:
 
 def test_model_facts_from_the_capability_map() -> None:
     models = caps.MODELS
-    assert set(caps.MULTI_SHOT_MODELS) == {"kling-v3", "kling-v3-omni"}
+    assert set(caps.MULTI_SHOT_MODELS) == {"kling-v3", "kling-v3-turbo", "kling-v3-omni"}
     assert [m for m, i in models.items() if "4k" in i.modes] == ["kling-v3", "kling-v3-omni"]
     assert models["kling-v3"].durations == tuple(range(3, 16))
     assert models["kling-video-o1"].durations == tuple(range(3, 11))

@@ -105,7 +105,7 @@ SCHEMA_CASES = [
         shots: [{id: a, duration: 5}]
         """,
         [
-            "3:10: defaults.model: must be one of: kling-v3, kling-v3-omni, kling-video-o1, kling-v2-6, "
+            "3:10: defaults.model: must be one of: kling-v3, kling-v3-turbo, kling-v3-omni, kling-video-o1, kling-v2-6, "
             "kling-v2-5-turbo, kling-v2-1, kling-v2-1-master, kling-v2-master, kling-v1-6, kling-v1-5, kling-v1; "
             "got 'kling-3': did you mean 'kling-v3'?",
             "4:9: defaults.mode: must be one of: std, pro, 4k; got 'ultra'",

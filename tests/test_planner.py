@@ -328,7 +328,7 @@ CHECK_CASES = [
         6,
         "shots[0].duration",
         "shot a is 12 s but kling-v2-6 renders at most 10 s: split it into shorter shots, or use a model that renders it "
-        "(kling-v3, kling-v3-omni)",
+        "(kling-v3, kling-v3-turbo, kling-v3-omni)",
         id="duration-over-model-max",
     ),
     pytest.param(
@@ -342,7 +342,7 @@ CHECK_CASES = [
         """,
         5,
         "defaults.strategy",
-        "strategy multi_shot needs a model with multi-shot (kling-v3, kling-v3-omni), but shots use kling-v2-6: "
+        "strategy multi_shot needs a model with multi-shot (kling-v3, kling-v3-turbo, kling-v3-omni), but shots use kling-v2-6: "
         "set strategy auto or per_shot, or change the model",
         id="multi-shot-strategy-on-v2-6",
     ),
@@ -358,7 +358,7 @@ CHECK_CASES = [
         """,
         8,
         "groups[0]",
-        "group 1 is a multi-shot request, which kling-v2-6 does not offer: use kling-v3 or kling-v3-omni, or remove the group",
+        "group 1 is a multi-shot request, which kling-v2-6 does not offer: use kling-v3 or kling-v3-turbo or kling-v3-omni, or remove the group",
         id="group-on-model-without-multi-shot",
     ),
     pytest.param(

@@ -55,7 +55,7 @@ def plan_table(plan: Plan) -> Table:
         table.add_row(
             request.id,
             ", ".join(piece.shot_id for piece in request.shots),
-            f"{request.endpoint.rsplit('/', 1)[-1]} / {request.model} {request.mode}"
+            f"{request.api} API {request.endpoint.lstrip('/').removeprefix('v1/videos/')} / {request.model} {request.mode}"
             + (" +sound" if request.sound else ""),
             str(request.duration),
             f"{request.units:g}",

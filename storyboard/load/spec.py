@@ -30,6 +30,7 @@ FORMAT_VERSION: Literal[1] = 1
 
 ModelName = Literal[
     "kling-v3",
+    "kling-v3-turbo",
     "kling-v3-omni",
     "kling-video-o1",
     "kling-v2-6",
@@ -42,6 +43,8 @@ ModelName = Literal[
     "kling-v1",
 ]
 Mode = Literal["std", "pro", "4k"]
+Api = Literal["legacy", "new"]
+"""Which Kling wire form a request is sent in: the legacy ``/v1/videos/...`` API or the new-standard one."""
 AspectRatio = Literal["16:9", "9:16", "1:1"]
 Role = Literal["subject", "style", "environment"]
 Strategy = Literal["auto", "multi_shot", "per_shot"]
@@ -109,6 +112,12 @@ class Settings(Strict):
         None, description="Prompt template name: templates/<name>.j2 in the project, else a built-in one (motion)."
     )
     watermark: bool | None = Field(None, description="Also ask Kling for a watermarked copy of each clip.")
+    api: Api | None = Field(
+        None,
+        description="Kling API the request goes to: legacy (/v1/videos/..., every model and control) or new "
+        "(the new-standard API: model in the path, API key only). Unset: legacy, except kling-v3-turbo, "
+        "which exists only on the new API.",
+    )
 
 
 class Defaults(Settings):

@@ -115,6 +115,8 @@ class RequestParts:
     """None for models whose body has no ``sound`` field."""
     cfg_scale: float | None = None
     watermark: bool = False
+    api: str = "legacy"
+    """The wire form the body is written in: ``legacy`` or ``new`` (``capabilities.decide_api``)."""
 
     @property
     def total_seconds(self) -> int:

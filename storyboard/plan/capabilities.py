@@ -95,6 +95,8 @@ class ModelInfo:
     heights: dict[str, int] = field(default_factory=lambda: {"std": 720, "pro": 1080, "4k": 2160})
     fixed_height: int | None = None
     """Models without ``mode`` render one resolution whatever the storyboard asks."""
+    always_sound: bool = False
+    """The model always renders native audio (kling-v3-turbo): it is priced and labelled with sound."""
 
     @property
     def omni(self) -> bool:
@@ -221,6 +223,19 @@ MODELS: dict[str, ModelInfo] = {
             max_elements=3,
         ),
         ModelInfo(
+            # Kling 3.0 Turbo (kling-api-2.md §7 "3.0 Turbo specifics"): new-standard API only, no
+            # audio switch (always native audio), first frame only, no elements; multi-shot only
+            # through the inline "shot n, m, words;" prompt syntax.
+            "kling-v3-turbo",
+            frozenset({TEXT2VIDEO, IMAGE2VIDEO}),
+            ("std", "pro"),
+            tuple(range(3, 16)),
+            multi_shot=True,
+            sound_modes=frozenset({"std", "pro"}),
+            cfg_scale=False,
+            always_sound=True,
+        ),
+        ModelInfo(
             "kling-video-o1",
             frozenset({OMNI}),
             ("std", "pro"),
@@ -273,6 +288,8 @@ _OFFICIAL_RATES: dict[str, dict[tuple[str, str], str]] = {
         ("audio", "pro"): "1.0", ("voice", "pro"): "1.2",
     },
     "kling-v2-5-turbo": {("silent", "std"): "0.3", ("silent", "pro"): "0.5"},
+    # kling-api-2.md §7.9: Kling 3.0 Turbo, audio included, 720p / 1080p.
+    "kling-v3-turbo": {("audio", "std"): "0.8", ("audio", "pro"): "1.0"},
 }  # fmt: skip
 
 _ESTIMATED_RATES: dict[str, dict[str, str]] = {
@@ -377,3 +394,145 @@ def describe_durations(allowed: tuple[int, ...]) -> str:
 def models_offering(predicate) -> list[str]:
     """Names of the models for which ``predicate(info)`` holds, in table order (for messages)."""
     return [name for name, info in MODELS.items() if predicate(info)]
+
+
+# --- the two Kling APIs ---------------------------------------------------------------------------
+
+LEGACY_API = "legacy"
+NEW_API = "new"
+APIS = (LEGACY_API, NEW_API)
+
+NEW_API_ENDPOINTS = {
+    TEXT2VIDEO: "/text-to-video",
+    IMAGE2VIDEO: "/image-to-video",
+    OMNI: "/omni-video",
+    MOTION_CONTROL: "/motion-control",
+}
+"""Create path of each family on the new-standard API; the path model name follows (§7.2)."""
+
+NEW_API_RESOLUTIONS = {"std": "720p", "pro": "1080p", "4k": "4k"}
+"""The format's ``mode`` as the new API's ``settings.resolution`` (std/pro were 720p/1080p, §1.2)."""
+
+
+@dataclass(frozen=True)
+class StandardModel:
+    """What one model takes on the new-standard API (kling-api-2.md §7.2, §7.3 settings table).
+
+    Why a second table rather than flags on ``ModelInfo``: the new API names models differently
+    (in the path), takes other fields (``settings{resolution, duration, audio, multi_shot}``) and
+    has its own ranges; it is checked by ``validate`` because the live service does not check them.
+    """
+
+    path_name: str
+    families: frozenset[str]
+    modes: tuple[str, ...]
+    """Format modes offered, as ``settings.resolution`` (``NEW_API_RESOLUTIONS``)."""
+    durations: tuple[int, ...]
+    pure_text_durations: tuple[int, ...] | None = None
+    audio: tuple[str, ...] = ()
+    """``settings.audio`` values; empty = the body has no ``audio`` (2.5 Turbo; Turbo: always on)."""
+    multi_shot_setting: bool = False
+    """``settings.multi_shot`` exists and defaults to true: a single-shot request must send false."""
+    last_frame_families: frozenset[str] = frozenset()
+    element_families: frozenset[str] = frozenset()
+    max_elements: int = 0
+    reference_images: bool = False
+    """``refer_image`` parts (omni only)."""
+    prompt_max: int = PROMPT_MAX
+
+    def endpoint(self, family: str) -> str:
+        return f"{NEW_API_ENDPOINTS[family]}/{self.path_name}"
+
+
+_THREE_TO_FIFTEEN = tuple(range(3, 16))
+
+NEW_API_MODELS: dict[str, StandardModel] = {
+    "kling-v3-turbo": StandardModel(
+        "kling-3.0-turbo", frozenset({TEXT2VIDEO, IMAGE2VIDEO}), ("std", "pro"), _THREE_TO_FIFTEEN
+    ),
+    "kling-v3": StandardModel(
+        "kling-3.0",
+        frozenset({TEXT2VIDEO, IMAGE2VIDEO}),
+        ("std", "pro", "4k"),
+        _THREE_TO_FIFTEEN,
+        audio=("native", "off"),
+        multi_shot_setting=True,
+        last_frame_families=frozenset({IMAGE2VIDEO}),
+        element_families=frozenset({IMAGE2VIDEO}),
+        max_elements=3,
+    ),
+    "kling-v3-omni": StandardModel(
+        "kling-3.0-omni",
+        frozenset({OMNI}),
+        ("std", "pro", "4k"),
+        _THREE_TO_FIFTEEN,
+        audio=("native", "original", "off"),
+        multi_shot_setting=True,
+        last_frame_families=frozenset({OMNI}),
+        element_families=frozenset({OMNI}),
+        max_elements=OMNI_MAX_INPUTS,
+        reference_images=True,
+    ),
+    "kling-video-o1": StandardModel(
+        "kling-o1",
+        frozenset({OMNI}),
+        ("std", "pro"),
+        tuple(range(3, 11)),
+        pure_text_durations=_FIVE_TEN,
+        audio=("original", "off"),
+        last_frame_families=frozenset({OMNI}),
+        element_families=frozenset({OMNI}),
+        max_elements=OMNI_MAX_INPUTS,
+        reference_images=True,
+    ),
+    "kling-v2-6": StandardModel(
+        "kling-2.6",
+        frozenset({TEXT2VIDEO, IMAGE2VIDEO}),
+        ("std", "pro"),
+        _FIVE_TEN,
+        audio=("native", "off"),
+        last_frame_families=frozenset({IMAGE2VIDEO}),
+    ),
+    "kling-v2-5-turbo": StandardModel(
+        "kling-2.5-turbo",
+        frozenset({TEXT2VIDEO, IMAGE2VIDEO}),
+        ("std", "pro"),
+        _FIVE_TEN,
+        last_frame_families=frozenset({IMAGE2VIDEO}),
+    ),
+}
+"""The format's model names -> their new-standard form. Models missing here exist only on the legacy API."""
+
+NEW_API_ONLY = frozenset({"kling-v3-turbo"})
+"""Models that exist only on the new-standard API (no legacy ``model_name``): Kling 3.0 Turbo."""
+
+
+@dataclass(frozen=True)
+class ApiChoice:
+    """Which API a request goes to, and the sentence the plan shows for it."""
+
+    api: str
+    reason: str
+
+
+def decide_api(model: str, requested: str | None) -> ApiChoice:
+    """The API a request of ``model`` goes to, given the storyboard's ``api`` (None when unset).
+
+    The default is the legacy API, for three reasons: every model of the format exists there
+    (the new API lacks kling-v1 to kling-v2-1-master and multi-image-to-video); its bodies can
+    express everything the format has (negative_prompt, cfg_scale, camera_control, motion_brush,
+    voices, per-shot durations in multi_prompt), while the new one drops those; and it takes both
+    kinds of credentials (an AK/SK pair or an API key), the new one an API key only. Keeping the
+    default also keeps every existing request's body and content key, so journals made before
+    the new API existed still find what they paid for. Turbo exists only on the new API, so it
+    goes there whatever the default; an explicit ``api: legacy`` on it is an error (``validate``).
+    """
+    if model in NEW_API_ONLY:
+        if requested == LEGACY_API:
+            return ApiChoice(LEGACY_API, f"api legacy was asked, but {model} exists only on the new API")
+        return ApiChoice(NEW_API, f"{model} exists only on Kling's new-standard API")
+    if requested == NEW_API:
+        return ApiChoice(NEW_API, "api new chosen in the storyboard")
+    if requested == LEGACY_API:
+        return ApiChoice(LEGACY_API, "api legacy chosen in the storyboard")
+    return ApiChoice(LEGACY_API, "the default API (legacy: every model and control, either kind of credentials)")

@@ -41,6 +41,7 @@ from storyboard.plan.bodies import (
     motion_brush_fields,
     number,
 )
+from storyboard.plan.bodies_standard import build_standard_body, standard_endpoint
 from storyboard.plan.framing import FrameSizes, advise_reframing
 from storyboard.plan.grouping import Group, Grouping, durations
 from storyboard.plan.pricing import content_key, estimate_note, external_task_id, price, total_units, usd
@@ -74,6 +75,7 @@ from storyboard.plan.rules import (
     unpaired_surrogate,
 )
 from storyboard.plan.shots import COMPATIBLE_SETTINGS, RequestInputs, family_of, inputs_of, resolve_shots
+from storyboard.plan.standard_rules import check_api, check_inline_words
 
 if TYPE_CHECKING:
     from storyboard.load.loader import LoadedStoryboard
@@ -138,6 +140,7 @@ class _Planning:
         shots = resolve_shots(self.board)
         for shot in shots:
             check_shot(self.findings, shot)
+            check_api(self.findings, shot)
         request_of_shot: dict[int, Request] = {}
         for group in Grouping(self.findings, self.unpackable).groups(shots):
             request = self._build(group, request_of_shot)
@@ -161,9 +164,20 @@ class _Planning:
         prompts = self._prompts(group, inputs)
         registrations: list[ElementRegistration] = []
         parts = self._parts(group, inputs, frames, seconds, prompts, images, registrations)
-        body = build_body(parts)
+        if parts.api == caps.NEW_API and parts.model in caps.NEW_API_MODELS and parts.family in caps.NEW_API_ENDPOINTS:
+            body = build_standard_body(parts)
+            endpoint = standard_endpoint(parts)
+            if parts.multi:
+                for shot, prompt in zip(group.shots, prompts):
+                    check_inline_words(self.findings, shot, prompt)
+        else:
+            body = build_body(parts)
+            endpoint = caps.ENDPOINTS[parts.family]
+        choice = caps.decide_api(first.model, first.requested_api)
+        if choice.api == caps.NEW_API or first.requested_api is not None:
+            notes.append(f"api {choice.api}: {choice.reason}")
         self._check_request_text(group, body, registrations)
-        return self._request(group, parts, body, frames, images, registrations, notes)
+        return self._request(group, parts, body, endpoint, frames, images, registrations, notes)
 
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]
@@ -242,6 +256,7 @@ class _Planning:
             sound=first.sound if info.has_sound_field else None,
             cfg_scale=first.cfg_scale if info.cfg_scale else None,
             watermark=first.watermark,
+            api=first.api,
         )
         for ref in inputs.element_refs:
             check_element(self.findings, ref)
@@ -273,6 +288,7 @@ class _Planning:
         group: Group,
         parts: RequestParts,
         body: dict[str, Any],
+        endpoint: str,
         frames: _Frames,
         images: ImagePlaceholders,
         registrations: list[ElementRegistration],
@@ -284,7 +300,6 @@ class _Planning:
         voice = bool(first.spec.voices) and check_voices_in_request(
             self.findings, first, parts.prompts[0], bool(parts.elements)
         )
-        endpoint = caps.ENDPOINTS[parts.family]
         key = content_key(endpoint, body)
         cost = price(first.model, first.mode, first.sound, total, voice=voice)
         if cost.estimated and cost.units:
@@ -295,12 +310,13 @@ class _Planning:
             id=f"r{len(self.requests) + 1:02d}-{first.id}",
             key=key,
             external_task_id=external_task_id(key),
+            api=parts.api,
             family=parts.family,
             endpoint=endpoint,
             model=first.model,
             mode=cost.mode,
             duration=total,
-            sound=bool(body.get("sound") == "on"),
+            sound=_has_sound(parts, body),
             aspect_ratio=frames.aspect_ratio,
             width=width,
             height=height,
@@ -361,6 +377,15 @@ class _Planning:
             usd=usd(units),
             notes=notes,
         )
+
+
+def _has_sound(parts: RequestParts, body: dict[str, Any]) -> bool:
+    """Whether the clip has native audio: the legacy ``sound``, the new ``settings.audio``, or always (Turbo)."""
+    if caps.MODELS[parts.model].always_sound:
+        return True
+    if parts.api == caps.NEW_API:
+        return bool(body.get("settings", {}).get("audio") == "native")
+    return bool(body.get("sound") == "on")
 
 
 # --- public API ---------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Price:
 def price(model: str, mode: str, sound: bool, seconds: int, *, voice: bool) -> Price:
     """What Kling bills for one request; an invalid combination (already reported) costs 0, estimated."""
     info = caps.MODELS[model]
+    sound = sound or info.always_sound
     price_mode = mode if info.sends_mode else ("pro" if caps.output_height(model, mode) >= 1080 else "std")
     try:
         units, estimated = caps.units_for(model, price_mode, sound and info.offers_sound(mode), seconds, voice=voice)

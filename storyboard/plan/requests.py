@@ -31,6 +31,8 @@ UNIT_PRICE_USD = 0.14
 """Kling lists one unit at $0.14 (kling-api.md 11)."""
 
 Family = Literal["text2video", "image2video", "omni-video", "multi-image2video", "motion-control"]
+Api = Literal["legacy", "new"]
+"""Which Kling wire form a request's body is written in (``plan.capabilities.decide_api``)."""
 
 
 class Frozen(BaseModel):
@@ -69,8 +71,11 @@ class Request(Frozen):
     id: str = Field(description="Readable id in plan order, e.g. r02-pour (the first shot's id).")
     key: str = Field(description="Content key: sha256 of the canonical body (placeholders included).")
     external_task_id: str = Field(description="Sent to Kling so a lost create can be found again.")
+    api: Api = Field(
+        "legacy", description="Kling API the body is written for: legacy (/v1/videos/...) or new (new-standard)."
+    )
     family: Family
-    endpoint: str = Field(description="Create path, e.g. /v1/videos/image2video.")
+    endpoint: str = Field(description="Create path, e.g. /v1/videos/image2video or /image-to-video/kling-3.0.")
     model: str
     mode: str
     duration: int = Field(description="Seconds Kling renders (and bills).")

@@ -16,7 +16,7 @@ from storyboard.load.spec import Shot, Storyboard
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO, ModelInfo
 
-COMPATIBLE_SETTINGS = ("model", "mode", "aspect_ratio", "sound", "cfg_scale", "negative_prompt", "watermark")
+COMPATIBLE_SETTINGS = ("model", "mode", "aspect_ratio", "sound", "cfg_scale", "negative_prompt", "watermark", "api")
 """Settings every shot of one multi-shot request must share: Kling takes them once per request."""
 SETTINGS = ("model", "mode", "aspect_ratio", "sound", "cfg_scale", "negative_prompt", "template", "watermark")
 """Shot settings that fall back to ``defaults`` when the shot does not set them."""
@@ -37,10 +37,17 @@ class ResolvedShot:
     template: str | None
     """The template the user chose (shot or explicit defaults); None = pick by request shape."""
     watermark: bool
+    requested_api: str | None = None
+    """``api`` as the shot (else ``defaults``) sets it; None = unset (see ``api``)."""
 
     @property
     def info(self) -> ModelInfo:
         return caps.MODELS[self.model]
+
+    @property
+    def api(self) -> str:
+        """The Kling API this shot's request goes to (``capabilities.decide_api``)."""
+        return caps.decide_api(self.model, self.requested_api).api
 
     @property
     def id(self) -> str:
@@ -70,7 +77,8 @@ def _resolve(board: Storyboard, index: int, spec: Shot) -> ResolvedShot:
         name: getattr(spec, name) if getattr(spec, name) is not None else getattr(defaults, name) for name in SETTINGS
     }
     values["template"] = spec.template or (defaults.template if "template" in defaults.model_fields_set else None)
-    return ResolvedShot(index=index, spec=spec, **values)
+    requested_api = spec.api if spec.api is not None else defaults.api
+    return ResolvedShot(index=index, spec=spec, requested_api=requested_api, **values)
 
 
 @dataclass

@@ -494,6 +494,15 @@ class KlingProvider:
 
     async def create(self, job: Job) -> TaskState:
         """Submit the request (the paid call) under the never-pay-twice policy."""
+        if job.request.api != "legacy":
+            # A new-standard body sent here would carry a top-level external_task_id, which that
+            # API ignores: a lost create could then be neither found nor adopted. Refuse it.
+            raise Rejected(
+                message=f"{job.request.id} is planned for Kling's new-standard API, which this client does not speak; "
+                "nothing was sent.",
+                hint="set api: legacy on its shots (kling-v3-turbo has no legacy form), or use --provider preview",
+                details={"during": "create"},
+            )
         return await self._create(job.request.endpoint, resolve_body(job), job.external_task_id, job.request.id)
 
     async def _create(self, endpoint: str, body: dict[str, Any], external_task_id: str, label: str) -> TaskState:
