@@ -77,12 +77,12 @@ def test_an_include_through_a_symlinked_folder_is_refused_at_the_include_line(ma
         shots:
           - {id: a, duration: 5, prompt: hi}
         """,
-        files={"templates/house.j2": "{{ shot.prompt }}\n{% include 'shared/secret.j2' %}\n"},
+        files={"templates/house.j2": "{{ shot.prompt }}\n{% include 'common/secret.j2' %}\n"},
     )
-    (project / "templates" / "shared").symlink_to(outside, target_is_directory=True)
+    (project / "templates" / "common").symlink_to(outside, target_is_directory=True)
     (problem,) = problems_of(project)
     assert problem.location.file.endswith("templates/house.j2") and problem.location.line == 2
-    assert "template 'shared/secret.j2' refused: it is a link to" in problem.message
+    assert "template 'common/secret.j2' refused: it is a link to" in problem.message
     assert_secret_not_read(project)
 
 

@@ -25,14 +25,14 @@ import shutil
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from PIL import ImageFont, features
 
-from storyboard.errors import Location, Problem, UserError
+from storyboard.errors import Problem, UserError
 
 if TYPE_CHECKING:
     from storyboard.load.spec import Storyboard, TextStyle
@@ -229,21 +229,6 @@ class DrawnText:
     """The text as written (before templating)."""
 
 
-def _locator(loaded: LoadedLike) -> Callable[..., Location]:
-    locate = getattr(loaded, "locate", None)
-    if callable(locate):
-        return locate
-    file = str(loaded.file)
-
-    def dotted(*parts: str | int) -> Location:
-        text = ""
-        for part in parts:
-            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-        return Location(file, path=text)
-
-    return dotted
-
-
 def _project_font(loaded: LoadedLike, style: TextStyle) -> str | None:
     """A font given as a project file, made absolute (as the timeline does); a name stays a name."""
     if not style.font:
@@ -323,7 +308,9 @@ def check_texts(loaded: LoadedLike, plan: Plan | None = None) -> list[Problem]:
     they will be drawn; without it, templated captions are planned here (or checked as written
     when the storyboard cannot be planned).
     """
-    where = _locator(loaded)
+    from storyboard.assemble.timeline import locator  # late: the timeline imports the video module
+
+    where = locator(loaded)
     problems: list[Problem] = []
     bad_fonts: set[tuple[str | int, ...]] = set()
     for drawn in drawn_texts(loaded, plan):

@@ -398,7 +398,7 @@ def check_cut(loaded: LoadedLike, plan: Plan, *, only: list[str] | None = None) 
 
 
 def _cut_rules(loaded: LoadedLike, plan: Plan, only: list[str] | None) -> tuple[_Cut, list[Problem]]:
-    where = _locator(loaded)
+    where = locator(loaded)
     problems: list[Problem] = []
     outputs = _check_outputs(loaded, where, only, problems)
     entries = _resolve_entries(loaded, plan, where, problems)
@@ -418,7 +418,7 @@ def _cut_rules(loaded: LoadedLike, plan: Plan, only: list[str] | None) -> tuple[
     return cut, problems
 
 
-def _locator(loaded: LoadedLike) -> Callable[..., Location]:
+def locator(loaded: LoadedLike) -> Callable[..., Location]:
     """Locations of storyboard nodes: the loader's file:line:col when it has them, else the path."""
     locate = getattr(loaded, "locate", None)
     if callable(locate):

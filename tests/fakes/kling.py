@@ -3,7 +3,7 @@
 Why a fake and not recorded responses: the engine's money-saving logic (journal, dedupe by
 ``external_task_id``, retries that must not double-pay, concurrency back-off, verified downloads)
 only shows its bugs against a server that keeps state, enforces the protocol field for field
-(``../shared/kling-api.md``) and misbehaves on demand. Everything the real client sends is
+(Kling's legacy protocol reference, mirrored in ``tests/data/kling-fixtures.json``) and misbehaves on demand. Everything the real client sends is
 checked as strictly as the reference allows, so a body the fake accepts is a body the planner may
 ship; what the reference leaves open is documented at the decision below.
 
