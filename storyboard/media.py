@@ -14,6 +14,10 @@ replaced is read again, and a file renamed into place (same inode) is not.
 
 PyAV 18 and 19: PyAV 19 dropped ``av.open(stream_options=...)``; ``options=`` reaches every
 stream's probing in both, so ``open_packets`` uses it (see ``PACKETS_ONLY``).
+
+Why PyAV is imported inside the readers: ``MediaError`` and the cache are needed by modules that
+``validate`` loads, and importing PyAV costs a tenth of a second that a check of a storyboard with
+no clips yet never needs (issue 13: ``validate`` loads only what it uses).
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-
-import av
 
 
 @cache
@@ -165,6 +167,8 @@ format stays unknown, so ``probe`` and ``scan`` open files normally."""
 
 def open_packets(path: Path) -> Any:
     """Open a media file to demux its packets, without decoding anything to probe it."""
+    import av
+
     return av.open(str(path), options=PACKETS_ONLY)
 
 
@@ -182,6 +186,8 @@ def _is_idr(data: bytes, length_size: int) -> bool:
 
 def _read(path: Path, count_frames: bool) -> Scan:
     """One pass over ``path``: stream facts, and with ``count_frames`` every packet's timing."""
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -288,6 +294,8 @@ class AudioProbe:
 
 
 def _read_audio(path: Path) -> AudioProbe:
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
