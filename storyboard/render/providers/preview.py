@@ -9,13 +9,18 @@ engine, the journal and the assembler run exactly as they will with Kling:
   ``storyboard.render.providers.camera``), cross-dissolving into the end frame when there is one;
 * text-to-video shots become a card (shot id, duration, wrapped prompt) inside the title-safe
   area, over the blurred reference image when the request has one;
+* text (cards, shot badges) is drawn in the shipped Noto Sans (``storyboard.fonts``: é, ü, ß, €,
+  — draw as letters), wrapped and sized to fit, and laid out inside what every output that
+  centre-crops the clip keeps (``safe_area``): a 16:9 clip cut into a 9:16 output keeps its
+  middle 32 %, and its card's text stays whole there;
 * multi-shot requests hold their shots back to back, each starting on the exact frame
   ``round(offset * fps)`` and carrying its shot id, with a keyframe there so a cut is clean.
 
 How it renders (chosen by measurement, see ``benchmarks/preview.py``): Pillow draws each frame
 from a pre-scaled canvas with a float crop box (``Image.resize(box=...)``, a separable resampler:
 sub-pixel, so no ``zoompan``-style integer jitter), directly as BT.709 YCbCr 4:2:0 planes (half
-the bytes of RGB and no conversion in ffmpeg); two worker threads draw frames ahead (Pillow
+the bytes of RGB and no conversion in ffmpeg), chroma by nearest sampling (see ``_sample``); two
+worker threads draw frames ahead (Pillow
 releases the GIL), and the bundled ffmpeg encodes the raw frames with x264 ``ultrafast``.
 The output frame rate is the request's ``fps`` (24 for every current Kling model), exactly
 ``duration * fps`` frames. 4k requests preview at ``four_k_preview_height`` (1080 by default).
