@@ -591,7 +591,10 @@ async def render_async(
     if all(row.decision == "reuse" for row in the_quote.rows if row.included):
         result = _reused_result(work, chosen.provider, the_quote)
     else:
-        the_provider = open_provider(chosen.provider, work.state_dir, **(provider_options or {}))
+        options = dict(provider_options or {})
+        if chosen.provider == "preview":
+            options.setdefault("crop_ratios", preview_crop_ratios(work))
+        the_provider = open_provider(chosen.provider, work.state_dir, **options)
         try:
             result = await _engine_render(work, the_provider, the_quote.included, concurrency=concurrency,
                                           max_cost_units=max_cost, on_event=emit, **engine_options)
@@ -599,6 +602,27 @@ async def render_async(
             await the_provider.aclose()
     emit(RenderFinished(result, the_quote.free, the_quote.left_out))
     return RenderOutcome(the_quote, result, _render_outcomes(work, result, wanted))
+
+
+def preview_crop_ratios(work: Work) -> dict[str, tuple[float, ...]]:
+    """Request key -> the aspect ratios (width / height) of every output that centre-crops its clip.
+
+    Why the preview needs them: an image-to-video clip follows its start frame, so a 16:9 clip in
+    a 9:16 cut loses two thirds of its width; the preview lays its cards and shot badges out inside
+    what every cropping output keeps (``reframe: blur`` outputs keep the whole clip).
+    """
+    from storyboard.plan import capabilities as caps
+
+    ratios: dict[str, set[float]] = {}
+    for spot in work.spots:
+        if not spot.ok or spot.loaded is None:
+            continue
+        board = spot.loaded.storyboard
+        crops = ([caps.ASPECT_RATIOS[o.aspect_ratio] for o in board.outputs if o.reframe == "crop"]
+                 if board.outputs else [caps.ASPECT_RATIOS[board.defaults.aspect_ratio]])
+        for key in spot.keys:
+            ratios.setdefault(key, set()).update(crops)
+    return {key: tuple(sorted(found)) for key, found in ratios.items()}
 
 
 class SpendDeclined(UserError):
