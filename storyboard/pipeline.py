@@ -347,10 +347,10 @@ def check(path: Path | str) -> tuple[LoadedStoryboard, Plan, list[Problem]]:
         loaded = loader.load(path)
     except StoryboardInvalid as error:
         raise StoryboardInvalid(error.problems + _partial_problems(error, error.problems)) from None
-    problems = list(loaded.advisories) + planner.check(loaded)
-    if any(p.severity == "error" for p in problems):
+    planned_problems, plan = planner.check_and_plan(loaded)
+    problems = list(loaded.advisories) + planned_problems
+    if plan is None or any(p.severity == "error" for p in problems):
         raise StoryboardInvalid(problems)
-    plan = planner.plan(loaded)
     cut = cut_problems(loaded, plan)
     if any(p.severity == "error" for p in cut):
         raise StoryboardInvalid(problems + cut)
