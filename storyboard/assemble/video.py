@@ -1131,18 +1131,14 @@ def write_cut(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet") as sheet_worker:
         drawing = sheet_worker.submit(_draw_contact_sheet, cut, drawn)
         try:
-            try:
-                report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
-            except BaseException:
-                drawing.cancel()
-                raise
+            report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
             subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
             handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
             drawing.result()
             os.replace(drawn, sheet)
         finally:
-            if not drawing.cancel():
-                drawing.exception()  # wait: the hidden file must not appear after it is removed
+            if not drawing.cancel():  # a drawing not started never starts; one under way is awaited,
+                drawing.exception()  # so its hidden file cannot appear after it is removed
             drawn.unlink(missing_ok=True)
     return CutFiles(report=report, video=video, subtitles=subtitles, timeline=handoff.otio, edl=handoff.edl,
                     contact_sheet=sheet, media=handoff.media)
