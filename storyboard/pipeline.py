@@ -25,7 +25,6 @@ question it asks (may I spend?) goes to the ``confirm`` callback. The CLI draws 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
@@ -348,10 +347,10 @@ def check(path: Path | str) -> tuple[LoadedStoryboard, Plan, list[Problem]]:
         loaded = loader.load(path)
     except StoryboardInvalid as error:
         raise StoryboardInvalid(error.problems + _partial_problems(error, error.problems)) from None
-    problems = list(loaded.advisories) + planner.check(loaded)
-    if any(p.severity == "error" for p in problems):
+    planned_problems, plan = planner.check_and_plan(loaded)
+    problems = list(loaded.advisories) + planned_problems
+    if plan is None or any(p.severity == "error" for p in problems):
         raise StoryboardInvalid(problems)
-    plan = planner.plan(loaded)
     cut = cut_problems(loaded, plan)
     if any(p.severity == "error" for p in cut):
         raise StoryboardInvalid(problems + cut)
@@ -752,8 +751,8 @@ def assemble(
 def _assemble_spot(work: Work, spot: Spot, wanted: str | None, only_outputs: Sequence[str] | None,
                    failures: dict[str, str], emit: EventSink, force: bool) -> VariantOutcome:
     from storyboard.assemble import timeline
-    from storyboard.render import engine
     from storyboard.render.journal import task_facts
+    from storyboard.render.providers import provider_is_free  # not the engine: cutting renders nothing
 
     if not spot.ok or spot.loaded is None or spot.plan is None:
         return VariantOutcome(spot.id, "invalid", spot.failure)
@@ -771,7 +770,7 @@ def _assemble_spot(work: Work, spot: Spot, wanted: str | None, only_outputs: Seq
             raise UserError(f"not every clip is rendered yet ({shown}): no cut was assembled",
                             f"run `{command}` first (clips already rendered are kept and not paid again)")
         return VariantOutcome(spot.id, "incomplete", f"not rendered yet: {shown} (run `{command}`)")
-    free = engine.is_free(name)
+    free = provider_is_free(name)
     clips = Workspace.at(work.state_dir).rendered_clips(name, [r for r in work.requests if r.key in spot.keys])
     folder = work.cuts_dir(spot, free)
     task_ids, charged = task_facts(work.state_dir, name)
@@ -1167,6 +1166,8 @@ def out_dir(campaign: LoadedCampaign) -> Path:
 
 def run_sync(coroutine: Any) -> Any:
     """Run a pipeline coroutine from synchronous code (the CLI and the public API)."""
+    import asyncio  # here: validate and assemble never run a coroutine (issue 13, start-up)
+
     return asyncio.run(coroutine)
 
 

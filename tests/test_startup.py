@@ -83,3 +83,16 @@ def test_validate_loads_what_a_check_needs_and_no_media_or_network_stack(tmp_pat
     heavy_ours = {m for m in ours if m.startswith(("storyboard.render", "storyboard.assemble.video",
                                                    "storyboard.assemble.sidefiles", "storyboard.assemble.review"))}
     assert not heavy_ours, sorted(heavy_ours)
+
+
+def test_whether_a_provider_is_free_is_known_without_importing_it_and_matches_its_class():
+    """``providers.FREE`` answers ``provider_is_free`` (so cutting Kling clips never imports the
+    Kling client); it must say what each class's ``free`` says."""
+    from storyboard.errors import UserError
+    from storyboard.render import providers
+
+    assert set(providers.FREE) == set(providers.PROVIDER_NAMES)
+    for name in providers.PROVIDER_NAMES:
+        assert providers.provider_is_free(name) is bool(providers._provider_class(name).free)
+    with pytest.raises(UserError, match="unknown provider"):
+        providers.provider_is_free("runway")
