@@ -428,3 +428,31 @@ def test_the_turbo_example_runs_end_to_end_through_the_new_api_with_an_api_key_o
         assert fake.api_keys[0] not in text
     files = [p.read_bytes().decode("latin-1") for p in (project / ".storyboard").rglob("*") if p.is_file()]
     assert not any(fake.api_keys[0] in blob for blob in files)
+
+
+# ---- elements: registered once on the account, sent as string ids -----------------------------
+
+
+def test_an_element_registered_for_a_new_api_request_is_sent_as_a_string_id_part(make_project):
+    fake = FakeKling(polls_to_finish=1, require_known_elements=True)
+    plan, project = make_plan(make_project, """
+        name: t
+        defaults: {model: kling-v3-omni, api: new}
+        references:
+          mira:
+            image: refs/mira.png
+            description: Young woman, short silver hair
+            element: {name: Mira, extra_images: [refs/mira_side.png]}
+        shots:
+          - {id: a, duration: 5, references: [mira], prompt: "{{ ref('mira') }} waves"}
+        """, {"refs/mira.png": (640, 640), "refs/mira_side.png": (641, 640)})
+    (request,) = plan.requests
+    assert request.api == "new" and request.endpoint == "/omni-video/kling-3.0-omni"
+    render(plan, project, fake)
+    (element_task,) = [t for t in fake.tasks.values() if t.element]
+    (sent,) = creates_sent(fake)
+    body = json.loads(sent.content)
+    (part,) = [p for p in body["contents"] if p["type"] == "element"]
+    assert part == {"type": "element", "element_id": str(element_task.element_id), "id": "element_1"}
+    assert body["contents"][0] == {"type": "prompt", "text": "@element_1 waves"}
+    assert_paid_once(plan, project, fake)
