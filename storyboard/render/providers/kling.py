@@ -31,7 +31,7 @@ Why it is shaped like this (kling-api.md §1, §2, §9, §10; ARCHITECTURE.md "N
   jitter. The retry loops are small and explicit rather than ``tenacity``: the create policy
   branches on *what* failed (never arrived / refused / ambiguous → look up first), which is
   clearer as code than as a retry predicate, and it needs no new dependency.
-* Secrets (access key, secret key, API key, JWTs) never leave this module: the credentials hide
+* Secrets (access key, secret key, API key, JWTs) never leave the Kling client: the credentials hide
   them from ``repr`` and every message built from Kling or httpx text is scrubbed.
 """
 
