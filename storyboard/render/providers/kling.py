@@ -58,7 +58,15 @@ from storyboard.errors import (
     Rejected,
     TaskFailed,
 )
-from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, ElementRegistration
+from storyboard.plan import (
+    AUDIO_SCHEME,
+    CLIP_SCHEME,
+    ELEMENT_SCHEME,
+    FRAME_SCHEME,
+    IMAGE_SCHEME,
+    VIDEO_SCHEME,
+    ElementRegistration,
+)
 from storyboard.render.providers.base import Job, TaskState, TaskStatus
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
@@ -284,6 +292,20 @@ def resolve_body(job: Job) -> dict[str, Any]:
                         raise InternalError(f"request {job.request.id}: no file for placeholder {value}")
                     cache[value] = base64.b64encode(Path(path).read_bytes()).decode("ascii")
                 return cache[value]
+            if value.startswith(AUDIO_SCHEME):  # avatar / lip sync audio: base64, at most 5 MB (plan.kinds)
+                if value not in cache:
+                    cache[value] = base64.b64encode(Path(job.images[value]).read_bytes()).decode("ascii")
+                return cache[value]
+            if value.startswith((VIDEO_SCHEME, CLIP_SCHEME)):
+                if value in job.urls:
+                    return job.urls[value]
+                raise Rejected(
+                    message=f"{job.request.id} sends a video Kling can only fetch by URL, and it has none; "
+                    "nothing was sent.",
+                    hint="add url: (a public http(s) link to the same file) beside the video in the storyboard, "
+                    "or render the source shot on Kling first; or use --provider preview",
+                    details={"during": "create"},
+                )
             if value.startswith(ELEMENT_SCHEME):
                 if value not in job.elements:
                     raise InternalError(f"request {job.request.id}: element {value} is not registered")

@@ -715,7 +715,10 @@ class PreviewProvider:
             lock = self._locks.setdefault(str(path), threading.Lock())
         with lock:  # two jobs with one key draw the clip once
             if not self._is_good(path):
-                render_preview(job, path, four_k_preview_height=self.four_k_preview_height)
+                from storyboard.render.providers.preview_kinds import renderer_for  # motion control, avatar, ...
+
+                renderer = renderer_for(job.request) or render_preview
+                renderer(job, path, four_k_preview_height=self.four_k_preview_height)
         return path
 
     @staticmethod
