@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Location
-from storyboard.media import FileFactsCache, MediaError, audio_probe, probe
 from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, VIDEO_SCHEME, Request, ShotSlice
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import AVATAR, LIP_SYNC, MOTION_CONTROL, OMNI
@@ -40,6 +39,7 @@ from storyboard.plan.rules import Findings, check_text, seconds_text
 
 if TYPE_CHECKING:
     from storyboard.load.spec import Shot
+    from storyboard.media import FileFactsCache
     from storyboard.plan.bodies import ImagePlaceholders
     from storyboard.plan.shots import ResolvedShot
 
@@ -118,12 +118,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_DIGESTS: FileFactsCache[str] = FileFactsCache(_sha256)
+_DIGESTS: list[FileFactsCache[str]] = []
+"""The digest cache, made on first use: PyAV (``storyboard.media``) loads only when a plan has these kinds,
+so ``validate`` of an ordinary storyboard stays light."""
 
 
 def media_digest(path: Path) -> str:
-    """sha256 hex of an input video or audio file (its content key part; hashed once per file)."""
-    return _DIGESTS.get(path)
+    """sha256 hex of an input video or audio file (its content key part; hashed once per file).
+
+    Raises ``OSError`` or ``media.MediaError`` for a missing or empty file.
+    """
+    from storyboard.media import FileFactsCache
+
+    if not _DIGESTS:
+        _DIGESTS.append(FileFactsCache(_sha256))
+    return _DIGESTS[0].get(path)
+
+
+def safe_media_digest(path: Path, relative: str) -> str:
+    """``media_digest``, or a digest of the path for a missing file (reported at its line; no plan is made)."""
+    from storyboard.media import MediaError
+
+    try:
+        return media_digest(path)
+    except (MediaError, OSError):
+        return hashlib.sha256(relative.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --- what kind a shot is --------------------------------------------------------------------------------
@@ -166,12 +185,12 @@ class VideoFacts:
 def _file_problem(findings: Findings, location: Location, relative: str, formats: tuple[str, ...], max_bytes: int,
                   what: str) -> Path | None:
     path = findings.loaded.resolve_path(relative)
-    if not path.is_file():
-        findings.error(location, f"file not found: {relative} ({what}): check the path, relative to the project folder")
-        return None
     if path.suffix.lower() not in formats:
         findings.error(location, f"{relative} is a {path.suffix or 'suffix-less'} file: Kling takes "
                                  f"{what} as {'/'.join(f.lstrip('.') for f in formats)}; convert it")
+        return None
+    if not path.is_file():
+        findings.error(location, f"file not found: {relative} ({what}): check the path, relative to the project folder")
         return None
     size = path.stat().st_size
     if size > max_bytes:
@@ -183,6 +202,8 @@ def _file_problem(findings: Findings, location: Location, relative: str, formats
 
 def video_facts(findings: Findings, location: Location, relative: str, limits: VideoLimits) -> VideoFacts | None:
     """Probe an input video and report every Kling limit it breaks at ``location`` (None: unusable)."""
+    from storyboard.media import MediaError, probe
+
     path = _file_problem(findings, location, relative, limits.formats, limits.max_bytes, limits.what)
     if path is None:
         return None
@@ -211,6 +232,8 @@ def video_facts(findings: Findings, location: Location, relative: str, limits: V
 
 def audio_seconds(findings: Findings, location: Location, relative: str, limits: AudioLimits) -> float | None:
     """Probe an input audio file and report every Kling limit it breaks (None: unusable)."""
+    from storyboard.media import MediaError, audio_probe
+
     path = _file_problem(findings, location, relative, limits.formats, limits.max_bytes, limits.what)
     if path is None:
         return None
@@ -284,7 +307,7 @@ class KindBuild:
     depends_on: list[str] = field(default_factory=list)
 
     def media_placeholder(self, scheme: str, relative: str) -> str:
-        placeholder = scheme + media_digest(self.findings.loaded.resolve_path(relative))
+        placeholder = scheme + safe_media_digest(self.findings.loaded.resolve_path(relative), relative)
         self.media.setdefault(placeholder, Path(relative).as_posix())
         return placeholder
 

@@ -51,9 +51,9 @@ from storyboard.plan.kinds import (
     build_kind_request,
     check_kind_shot,
     kind_of,
-    media_digest,
     own_request_kind,
     round_half_up,
+    safe_media_digest,
     video_reference_entry,
 )
 from storyboard.plan.pricing import content_key, estimate_note, external_task_id, price, total_units, usd
@@ -239,7 +239,7 @@ class _Planning:
             return None
 
         def placeholder(relative: str) -> str:
-            value = VIDEO_SCHEME + media_digest(self.loaded.resolve_path(relative))
+            value = VIDEO_SCHEME + safe_media_digest(self.loaded.resolve_path(relative), relative)
             media.setdefault(value, relative)
             return value
 

@@ -92,7 +92,10 @@ def kind_price(family: str, model: str, mode: str, billed: int) -> KindPrice:
     ``billed``: motion control, the output seconds rounded; avatar, the audio's started seconds;
     lip sync, the seconds of its started 5 s blocks (each block costs the 5 s rate).
     """
-    rate = Decimal(caps.KIND_RATES[(family, model)][mode])
+    try:
+        rate = Decimal(caps.KIND_RATES[(family, model)][mode])
+    except KeyError:  # a model or mode the kind does not take: already reported by the rules
+        return KindPrice(0.0, f"no price: {caps.FAMILY_WORDS[family]} is not offered on {model} {mode}")
     if family == caps.LIP_SYNC:
         blocks = billed // caps.LIP_SYNC_BLOCK_SECONDS
         return KindPrice(float(rate * blocks), f"price: {blocks} x {rate} units per started "
