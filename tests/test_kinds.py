@@ -396,3 +396,44 @@ def test_keep_sound_on_a_silent_motion_video_is_advised_and_the_clip_is_silent(p
     loaded = load(folder)
     assert any("no sound track" in p.message for p in planner.check(loaded) if p.severity == "advisory")
     assert planner.plan(loaded).requests[0].sound is False
+
+
+# ---- the new-standard wire form (kling-api-2.md §1.2, §2.2) --------------------------------------
+
+
+def test_motion_control_on_the_new_api_is_typed_contents_and_settings(project):
+    header = HEADER.replace("description: a dancer in a red coat}", "description: a dancer, element: 829836802793406551}")
+    folder = project(MOTION.replace("    prompt: she", "    api: new\n    mode: pro\n    prompt: she"), header=header)
+    (request,) = planner.plan(load(folder)).requests
+    assert request.api == "new" and request.endpoint == "/motion-control/kling-3.0"
+    assert request.body == {
+        "contents": [
+            {"type": "prompt", "text": "she dances on a rooftop"},
+            {"type": "image", "url": IMAGE_SCHEME + sha(folder / "refs/hero.png")},
+            {"type": "video", "url": "https://cdn.example.test/clips/motion_4s.mp4"},
+            {"type": "element", "element_id": "829836802793406551", "id": "element_1"},
+        ],
+        "settings": {"character_orientation": "image", "audio": "off", "resolution": "1080p"},
+    }
+    assert request.units == pytest.approx(4.8)  # the same product and price as the legacy form
+
+
+def test_omni_video_on_the_new_api_is_a_feature_or_base_video_part(project):
+    (feature,) = planner.plan(load(project(FEATURE.replace("    prompt:", "    api: new\n    prompt:")))).requests
+    assert feature.endpoint == "/omni-video/kling-3.0-omni"
+    assert feature.body["contents"] == [
+        {"type": "prompt", "text": "Based on @video_1, generate the next shot"},
+        {"type": "feature_video", "url": "https://cdn.example.test/clips/ref_4s.mp4", "id": "video_1"},
+    ]
+    assert feature.body["settings"] == {"resolution": "720p", "aspect_ratio": "16:9", "duration": 5, "audio": "off",
+                                        "multi_shot": False}
+    (edit,) = planner.plan(load(project(EDIT.replace("    prompt:", "    api: new\n    prompt:")))).requests
+    assert edit.body["contents"][-1] == {"type": "base_video", "url": "https://cdn.example.test/clips/ref_4s.mp4",
+                                         "id": "video_1"}
+    assert edit.body["settings"] == {"resolution": "1080p", "audio": "original", "multi_shot": False}
+    assert edit.units == pytest.approx(4.8)
+
+
+def test_a_reference_video_with_its_sound_is_refused_on_the_new_api_for_3_0_omni(project):
+    shots = FEATURE.replace("    prompt:", "    api: new\n    prompt:") + "      keep_sound: true\n"
+    assert any("audio off only" in e for e in errors_of(project(shots)))

@@ -329,6 +329,7 @@ class KindRequest:
     width: int
     height: int
     fps: int
+    api: str = "legacy"
 
 
 def check_kind_shot(findings: Findings, shot: ResolvedShot) -> None:
@@ -375,6 +376,10 @@ def check_kind_shot(findings: Findings, shot: ResolvedShot) -> None:
 def build_kind_request(build: KindBuild) -> Request:
     """The planned request of a motion-control, avatar or lip-sync shot, priced by its own billing rule."""
     kind = own_request_kind(build.shot.spec)
+    if kind in ("avatar", "lip_sync") and build.shot.requested_api == caps.NEW_API:
+        build.findings.advise(build.findings.where(build.shot, "api"),
+                              f"{KIND_WORDS[kind]} exists only on Kling's /v1 paths (kling-api-2.md §4, §5): "
+                              "this shot goes there whatever api says")
     made = {"motion_control": _motion_control, "avatar": _avatar, "lip_sync": _lip_sync}[kind or ""](build)
     shot = build.shot
     check_text(build.findings, build.findings.at("shots", shot.index), f"shot {shot.id}'s request", build.prompt)
@@ -386,7 +391,7 @@ def build_kind_request(build: KindBuild) -> Request:
         id=f"r{build.requests_so_far + 1:02d}-{shot.id}",
         key=key,
         external_task_id=external_task_id(key),
-        api="legacy",
+        api=made.api,
         family=made.family,
         endpoint=made.endpoint,
         model=made.model,
@@ -475,15 +480,53 @@ def _motion_control(build: KindBuild) -> KindRequest:
                             "with an element, Kling always follows the orientation of the person in the video")
     if shot.watermark:
         body["watermark_info"] = {"enabled": True}
+    endpoint, api = caps.ENDPOINTS[MOTION_CONTROL], caps.LEGACY_API
+    if shot.api == caps.NEW_API:
+        body, endpoint, api = standard_motion_control_body(body, shot.model), _standard_motion_endpoint(shot.model), caps.NEW_API
+        build.notes.append(f"api new: {endpoint} (kling-api-2.md §1.2)")
     build.notes.append(
         f"motion control: the clip follows the usable motion of {spec.video} ({seconds:.2f} s), billed "
         f"{billed} s (output seconds rounded); Kling may keep less when the motion is fast or cut"
     )
     ratio = _snapped_ratio(build, character)
     width, height = _output_size(shot.mode, ratio)
-    return KindRequest(MOTION_CONTROL, caps.ENDPOINTS[MOTION_CONTROL], shot.model, shot.mode, body,
-                       max(1, billed), billed,
-                       bool(spec.keep_sound and facts and facts.has_audio), ratio, width, height, 24)
+    return KindRequest(MOTION_CONTROL, endpoint, shot.model, shot.mode, body, max(1, billed), billed,
+                       bool(spec.keep_sound and facts and facts.has_audio), ratio, width, height, 24, api)
+
+
+MOTION_CONTROL_PATH_MODELS = {"kling-v3": "kling-3.0", "kling-v2-6": "kling-2.6"}
+"""The new-standard path model of each motion-control model (§1.2)."""
+
+
+def _standard_motion_endpoint(model: str) -> str:
+    return f"{caps.NEW_API_ENDPOINTS[MOTION_CONTROL]}/{MOTION_CONTROL_PATH_MODELS.get(model, model)}"
+
+
+def standard_motion_control_body(legacy: dict[str, Any], model: str) -> dict[str, Any]:
+    """The new-standard form of a motion-control body (§1.2): typed ``contents`` and ``settings``.
+
+    Written from the legacy body so both forms say the same thing: ``image_url`` becomes an
+    ``image`` part, ``video_url`` a ``video`` part, the element an ``element`` part labelled
+    ``element_1`` (3.0 only), ``mode`` the resolution and ``keep_original_sound`` ``audio``.
+    """
+    contents: list[dict[str, Any]] = []
+    if legacy.get("prompt"):
+        contents.append({"type": "prompt", "text": legacy["prompt"]})
+    contents.append({"type": "image", "url": legacy["image_url"]})
+    contents.append({"type": "video", "url": legacy["video_url"]})
+    for n, element in enumerate(legacy.get("element_list", []), 1):
+        contents.append({"type": "element", "element_id": str(element["element_id"]), "id": f"element_{n}"})
+    body: dict[str, Any] = {
+        "contents": contents,
+        "settings": {
+            "character_orientation": legacy["character_orientation"],
+            "audio": "original" if legacy["keep_original_sound"] == "yes" else "off",
+            "resolution": caps.NEW_API_RESOLUTIONS[legacy["mode"]],
+        },
+    }
+    if "watermark_info" in legacy:
+        body["options"] = {"watermark_info": legacy["watermark_info"]}
+    return body
 
 
 def _avatar(build: KindBuild) -> KindRequest:
@@ -625,6 +668,15 @@ def video_reference_entry(findings: Findings, shot: ResolvedShot, family: str, h
     entry = {"video_url": url, "refer_type": "base" if spec.use == "edit" else "feature",
              "keep_original_sound": "yes" if spec.keep_sound else "no"}
     return VideoInput(entry, spec.use, facts.duration if facts else None)
+
+
+def check_standard_video_audio(findings: Findings, shot: ResolvedShot, video: VideoInput) -> None:
+    """New API: with a ``feature_video``, 3.0 Omni takes only ``audio: off`` (§2.2)."""
+    if shot.api == caps.NEW_API and not video.edit and shot.model == "kling-v3-omni" and \
+            video.entry["keep_original_sound"] == "yes":
+        findings.error(findings.at("shots", shot.index, "video_reference", "keep_sound"),
+                       "on the new API, kling-v3-omni takes a reference video with audio off only: set keep_sound "
+                       "false, use edit, or api legacy")
 
 
 def standard_video_part(video: VideoInput) -> dict[str, str]:

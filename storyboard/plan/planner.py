@@ -50,6 +50,7 @@ from storyboard.plan.kinds import (
     VideoInput,
     build_kind_request,
     check_kind_shot,
+    check_standard_video_audio,
     kind_of,
     own_request_kind,
     round_half_up,
@@ -204,6 +205,7 @@ class _Planning:
         registrations: list[ElementRegistration] = []
         parts = self._parts(group, inputs, frames, seconds, prompts, images, registrations)
         if video is not None:
+            check_standard_video_audio(self.findings, first, video)
             parts.video = video.entry
             if parts.sound is not None:
                 parts.sound = False
