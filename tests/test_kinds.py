@@ -437,3 +437,41 @@ def test_omni_video_on_the_new_api_is_a_feature_or_base_video_part(project):
 def test_a_reference_video_with_its_sound_is_refused_on_the_new_api_for_3_0_omni(project):
     shots = FEATURE.replace("    prompt:", "    api: new\n    prompt:") + "      keep_sound: true\n"
     assert any("audio off only" in e for e in errors_of(project(shots)))
+
+
+# ---- the fake Kling is strict on the new endpoints ------------------------------------------------
+
+
+def _post(fake: FakeKling, path: str, body: dict) -> dict:
+    import httpx
+
+    with httpx.Client(transport=fake.transport(), base_url=fake.base_url, headers=fake.auth_headers()) as session:
+        return session.post(path, json=body).json()
+
+
+def test_the_fake_refuses_avatar_and_lip_sync_bodies_the_reference_forbids(media):
+    import base64
+
+    from tests.conftest import write_image
+
+    fake = FakeKling()
+    face_path = write_image(media["speech.wav"].parent / "face.png", 400, 400)
+    face = base64.b64encode(face_path.read_bytes()).decode()
+    speech = base64.b64encode(media["speech.wav"].read_bytes()).decode()
+    blip = base64.b64encode(media["blip.wav"].read_bytes()).decode()
+    avatar = "/v1/videos/avatar/image2video"
+    assert _post(fake, avatar, {"image": face, "sound_file": speech, "audio_id": "a1"})["code"] == 1201
+    assert "2-300 s" in _post(fake, avatar, {"image": face, "sound_file": blip})["message"]
+    assert _post(fake, avatar, {"image": face, "sound_file": speech, "duration": "5"})["code"] == 1201
+    assert _post(fake, avatar, {"image": face, "sound_file": speech, "mode": "4k"})["code"] == 1201
+    lip = "/v1/videos/lip-sync"
+    good = {"mode": "audio2video", "video_url": URL + "talk_4s.mp4", "audio_type": "file", "audio_file": speech}
+    assert _post(fake, lip, {"input": {**good, "audio_type": None}})["code"] == 1201
+    assert _post(fake, lip, {"input": {k: v for k, v in good.items() if k != "video_url"}})["code"] == 1201
+    assert _post(fake, lip, {"input": {**good, "video_url": URL + "talk_90s.mp4"}})["code"] == 1201
+    assert _post(fake, lip, {"input": good, "mode": "pro"})["code"] == 1201
+    assert fake.creates == {}
+    created = _post(fake, lip, {"input": good, "external_task_id": "lip-1"})
+    assert created["code"] == 0 and fake.tasks[created["data"]["task_id"]].units == pytest.approx(0.5)
+    created = _post(fake, avatar, {"image": face, "sound_file": speech, "mode": "pro", "external_task_id": "av-1"})
+    assert created["code"] == 0 and fake.tasks[created["data"]["task_id"]].units == pytest.approx(2.4)
