@@ -1170,6 +1170,10 @@ def _check_files(document: YamlDocument, parts: _Parts, files: _FileChecks) -> l
             value = _shot_field(shot, raw, name)
             if value is not None and value not in set(parts.reference_ids) and _is_path(value):
                 uses.append((value, ("shots", index, name), True))
+        for kind, name in (("motion_control", "character"), ("avatar", "image")):
+            value = getattr(getattr(shot, kind, None), name, None) if shot is not None else None
+            if value is not None and value not in set(parts.reference_ids) and _is_path(value):
+                uses.append((value, ("shots", index, kind, name), True))
         if shot is not None and shot.motion_brush is not None:
             brush = shot.motion_brush
             if brush.static_mask:

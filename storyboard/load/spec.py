@@ -274,6 +274,83 @@ class MotionBrush(Strict):
     )
 
 
+VideoUse = Literal["reference", "edit"]
+Orientation = Literal["image", "video"]
+
+_VIDEO_URL = (
+    "Public http(s) URL of the same video, where Kling fetches it (Kling takes input videos by URL only). "
+    "Without it only the preview provider can render the shot."
+)
+
+
+class MotionControl(Strict):
+    """A motion-control shot: a character image driven by the motion of a reference video.
+
+    Kling renders as long as the usable motion in the video lasts (no duration of its own) and
+    bills the output seconds, rounded (kling-api-2.md §1).
+    """
+
+    video: str = Field(
+        description="The motion source (path): mp4 or mov, at most 100 MB, each side 340-3850 px, 3 s or more, "
+        "at most 10 s with orientation image or 30 s with orientation video; one continuous take of one person."
+    )
+    url: str | None = Field(None, pattern=r"^https?://", description=_VIDEO_URL)
+    character: str = Field(
+        description="Who moves: a reference id or an image path (JPG or PNG, upper or full body with the head "
+        "visible). A reference with an element also sends the element (kling-v3 only)."
+    )
+    orientation: Orientation = Field(
+        description="image keeps the character's orientation from the image (video at most 10 s); "
+        "video follows the person in the video (at most 30 s)."
+    )
+    keep_sound: bool = Field(True, description="Keep the reference video's own sound in the clip.")
+
+
+class VideoReference(Strict):
+    """An omni shot given a video (kling-v3-omni, kling-video-o1): a reference to follow or a clip to edit."""
+
+    video: str = Field(
+        description="The video (path): mp4 or mov, at most 200 MB, each side 720-2160 px, 24-60 fps, "
+        "3 s or more, at most 10 s (kling-video-o1) or 15 s (kling-v3-omni). The prompt names it <<<video_1>>>."
+    )
+    url: str | None = Field(None, pattern=r"^https?://", description=_VIDEO_URL)
+    use: VideoUse = Field(
+        "reference",
+        description="reference: generate the next shot or borrow its style or camera move (renders the shot's "
+        "duration); edit: transform the clip itself (renders and bills the video's length, no frames).",
+    )
+    keep_sound: bool = Field(False, description="Keep the video's own sound (sound must then be off).")
+
+
+class Avatar(Strict):
+    """An avatar shot: a still portrait that speaks an audio file (Kling's avatar, billed per audio second)."""
+
+    image: str = Field(
+        description="The face: a reference id or an image path (JPG or PNG, at least 300 px, ratio 1:2.5 to 2.5:1, "
+        "at most 10 MB); with several faces Kling picks the speaker."
+    )
+    audio: str = Field(description="What it says (path): mp3, wav, m4a or aac, 2-300 s, at most 5 MB.")
+
+
+class LipSync(Strict):
+    """A lip-sync shot: the mouth of a rendered shot (or of a video file) re-driven by an audio file."""
+
+    shot: str | None = Field(None, description="Id of an earlier shot whose clip is lip-synced (its whole clip).")
+    video: str | None = Field(
+        None, description="Or a video file (path): mp4 or mov, 2-60 s, at most 100 MB, 720p or 1080p."
+    )
+    url: str | None = Field(None, pattern=r"^https?://", description=_VIDEO_URL)
+    audio: str = Field(description="The new speech (path): mp3, wav, m4a or aac, 2-60 s, at most 5 MB.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LipSync:
+        if (self.shot is None) == (self.video is None):
+            raise ValueError("lip_sync takes exactly one of shot (a rendered shot's id) or video (a file)")
+        if self.url is not None and self.video is None:
+            raise ValueError("lip_sync url goes with video; a shot's clip is sent by Kling's own URL")
+        return self
+
+
 class Shot(Settings):
     """One shot of the storyboard, with its per-shot overrides of ``defaults``."""
 
@@ -299,6 +376,20 @@ class Shot(Settings):
     voices: list[str] = Field(default_factory=list, max_length=2, description="Kling voice ids (kling-v2-6 pro).")
     caption: str | None = Field(None, description="Text overlay shown over this shot in the cut.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Template values for this shot only.")
+    motion_control: MotionControl | None = Field(
+        None, description="Make this a motion-control shot: a character driven by a reference video "
+        "(kling-v3, kling-v2-6; std or pro)."
+    )
+    video_reference: VideoReference | None = Field(
+        None, description="Give this omni shot a video: a reference to follow or a clip to edit "
+        "(kling-v3-omni, kling-video-o1)."
+    )
+    avatar: Avatar | None = Field(
+        None, description="Make this an avatar shot: a portrait image speaking an audio file (std or pro)."
+    )
+    lip_sync: LipSync | None = Field(
+        None, description="Make this a lip-sync shot: a rendered shot or a video file re-voiced by an audio file."
+    )
 
 
 class Group(Strict):

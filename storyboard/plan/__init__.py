@@ -5,10 +5,13 @@ them; the planner that writes them lives in ``storyboard.plan.planner``.
 """
 
 from storyboard.plan.requests import (
+    AUDIO_SCHEME,
+    CLIP_SCHEME,
     ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
     UNIT_PRICE_USD,
+    VIDEO_SCHEME,
     ElementRegistration,
     Family,
     Plan,
@@ -17,10 +20,13 @@ from storyboard.plan.requests import (
 )
 
 __all__ = [
+    "AUDIO_SCHEME",
+    "CLIP_SCHEME",
     "ELEMENT_SCHEME",
     "FRAME_SCHEME",
     "IMAGE_SCHEME",
     "UNIT_PRICE_USD",
+    "VIDEO_SCHEME",
     "ElementRegistration",
     "Family",
     "Plan",

@@ -117,6 +117,8 @@ class RequestParts:
     watermark: bool = False
     api: str = "legacy"
     """The wire form the body is written in: ``legacy`` or ``new`` (``capabilities.decide_api``)."""
+    video: dict[str, str] | None = None
+    """Omni: the ``video_list`` entry of a reference or edited video (``plan.kinds``)."""
 
     @property
     def total_seconds(self) -> int:
@@ -154,7 +156,11 @@ def omni_body(parts: RequestParts) -> dict[str, Any]:
         image_list.append({"image_url": parts.end_image, "type": "end_frame"})
     if image_list:
         body["image_list"] = image_list
-    if not parts.start_image:
+    if parts.video is not None:
+        body["video_list"] = [parts.video]
+        if parts.video.get("refer_type") == "base":
+            del body["duration"]  # an edit renders the clip's own length; Kling ignores duration (§2.1)
+    if not parts.start_image and not (parts.video and parts.video.get("refer_type") == "base"):
         body["aspect_ratio"] = parts.aspect_ratio
     return _tail(parts, body)
 

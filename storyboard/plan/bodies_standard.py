@@ -31,7 +31,7 @@ def inline_shots(prompts: list[str], durations: list[int]) -> str:
     return " ".join(f"shot {n}, {seconds}, {text};" for n, (text, seconds) in enumerate(zip(prompts, durations), 1))
 
 
-_LEGACY_TOKEN = re.compile(r"<<<((?:image|element)_[0-9]+)>>>")
+_LEGACY_TOKEN = re.compile(r"<<<((?:image|element|video)_[0-9]+)>>>")
 """The legacy ``<<<image_1>>>`` tokens; the new API names a labelled part ``@image_1`` (§2.2)."""
 
 
@@ -107,10 +107,16 @@ def omni_body(parts: RequestParts, model: StandardModel) -> dict[str, Any]:
     if parts.end_image:
         contents.append({"type": "last_frame", "url": parts.end_image})
     contents.extend(_element_parts(parts))
-    body: dict[str, Any] = {
-        "contents": contents,
-        "settings": _settings(parts, model, aspect_ratio=not parts.start_image),
-    }
+    edit = parts.video is not None and parts.video.get("refer_type") == "base"
+    if parts.video is not None:  # a reference or edited video (kling-api-2.md §2.2)
+        contents.append({"type": "base_video" if edit else "feature_video", "url": parts.video["video_url"],
+                         "id": "video_1"})
+    settings = _settings(parts, model, aspect_ratio=not parts.start_image and not edit)
+    if parts.video is not None:
+        settings["audio"] = "original" if parts.video.get("keep_original_sound") == "yes" else "off"
+        if edit:
+            del settings["duration"]  # an edit keeps the clip's length (the legacy rule; §11 question 4)
+    body: dict[str, Any] = {"contents": contents, "settings": settings}
     return _finish(body, parts)
 
 

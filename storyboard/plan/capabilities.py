@@ -18,6 +18,8 @@ IMAGE2VIDEO = "image2video"
 OMNI = "omni-video"
 MULTI_IMAGE = "multi-image2video"
 MOTION_CONTROL = "motion-control"
+AVATAR = "avatar/image2video"
+LIP_SYNC = "lip-sync"
 
 ENDPOINTS = {
     TEXT2VIDEO: "/v1/videos/text2video",
@@ -25,6 +27,8 @@ ENDPOINTS = {
     OMNI: "/v1/videos/omni-video",
     MULTI_IMAGE: "/v1/videos/multi-image2video",
     MOTION_CONTROL: "/v1/videos/motion-control",
+    AVATAR: "/v1/videos/avatar/image2video",
+    LIP_SYNC: "/v1/videos/lip-sync",
 }
 """Create path of each request family (kling-api.md §4)."""
 
@@ -34,6 +38,8 @@ FAMILY_WORDS = {
     OMNI: "omni-video",
     MULTI_IMAGE: "multi-image-to-video",
     MOTION_CONTROL: "motion control",
+    AVATAR: "avatar",
+    LIP_SYNC: "lip sync",
 }
 
 MULTI_SHOT_MAX_SHOTS = 6
@@ -265,6 +271,26 @@ MODELS: dict[str, ModelInfo] = {
 MULTI_SHOT_MODELS = tuple(name for name, info in MODELS.items() if info.multi_shot)
 SOUND_MODELS = ("kling-v3", "kling-v3-omni", "kling-v2-6 (pro)")
 
+
+# --- motion control, avatar, lip sync (kling-api-2.md §1, §4, §5) -------------------------------
+
+AVATAR_MODEL = "kling-avatar"
+"""The plan's name for Kling's avatar: its body has no model field (§4)."""
+LIP_SYNC_MODEL = "kling-lip-sync"
+"""The plan's name for Kling's classic lip sync (§5.2); the body has no model field."""
+KIND_OUTPUT_SLACK = 0.05
+"""Seconds a shot may keep beyond its input's probed length (frame rounding of the input file)."""
+LIP_SYNC_BLOCK_SECONDS = 5
+"""Lip sync is billed per started 5 s of video (§5.2)."""
+
+KIND_RATES: dict[tuple[str, str], dict[str, str]] = {
+    # (family, model) -> mode -> units: per rounded output second (motion control, §1.3), per
+    # second of audio (avatar, §4), per started 5 s block (lip sync, §5.2).
+    (MOTION_CONTROL, "kling-v3"): {"std": "0.9", "pro": "1.2"},
+    (MOTION_CONTROL, "kling-v2-6"): {"std": "0.5", "pro": "0.8"},
+    (AVATAR, AVATAR_MODEL): {"std": "0.4", "pro": "0.8"},
+    (LIP_SYNC, LIP_SYNC_MODEL): {"std": "0.5"},
+}
 
 # --- prices -------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from storyboard.load.spec import PREVIOUS_FRAME
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import OMNI
+from storyboard.plan.kinds import KIND_FIELDS
 from storyboard.plan.rules import Findings, check_explicit_group, input_limit_problem, seconds_text
 from storyboard.plan.shots import RequestInputs, ResolvedShot
 
@@ -87,6 +88,7 @@ class Grouping:
             and not spec.camera_control
             and not spec.motion_brush
             and not spec.voices
+            and not any(getattr(spec, kind) is not None for kind in KIND_FIELDS)
         )
 
     def _join_refusal(self, group: list[ResolvedShot], shot: ResolvedShot) -> str | None:

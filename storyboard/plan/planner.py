@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Problem, StoryboardInvalid
 from storyboard.load.spec import PREVIOUS_FRAME
-from storyboard.plan import FRAME_SCHEME, ElementRegistration, Plan, Request, ShotSlice
+from storyboard.plan import FRAME_SCHEME, VIDEO_SCHEME, ElementRegistration, Plan, Request, ShotSlice
 from storyboard.plan import capabilities as caps
 from storyboard.plan.bodies import (
     ImagePlaceholders,
@@ -44,6 +44,19 @@ from storyboard.plan.bodies import (
 from storyboard.plan.bodies_standard import build_standard_body, standard_endpoint
 from storyboard.plan.framing import FrameSizes, advise_reframing
 from storyboard.plan.grouping import Group, Grouping, durations
+from storyboard.plan.kinds import (
+    MOTION_CONTROL_ELEMENT_MODELS,
+    KindBuild,
+    VideoInput,
+    build_kind_request,
+    check_kind_shot,
+    check_standard_video_audio,
+    kind_of,
+    own_request_kind,
+    round_half_up,
+    safe_media_digest,
+    video_reference_entry,
+)
 from storyboard.plan.pricing import content_key, estimate_note, external_task_id, price, total_units, usd
 from storyboard.plan.prompts import (
     INLINE_TEMPLATE_FIELDS,
@@ -74,7 +87,14 @@ from storyboard.plan.rules import (
     strings_in,
     unpaired_surrogate,
 )
-from storyboard.plan.shots import COMPATIBLE_SETTINGS, RequestInputs, family_of, inputs_of, resolve_shots
+from storyboard.plan.shots import (
+    COMPATIBLE_SETTINGS,
+    RequestInputs,
+    ResolvedShot,
+    family_of,
+    inputs_of,
+    resolve_shots,
+)
 from storyboard.plan.standard_rules import check_api, check_inline_words
 
 if TYPE_CHECKING:
@@ -139,11 +159,25 @@ class _Planning:
     def _plan_pass(self) -> None:
         shots = resolve_shots(self.board)
         for shot in shots:
+            if own_request_kind(shot.spec):
+                check_kind_shot(self.findings, shot)
+                continue
             check_shot(self.findings, shot)
             check_api(self.findings, shot)
         request_of_shot: dict[int, Request] = {}
         for group in Grouping(self.findings, self.unpackable).groups(shots):
-            request = self._build(group, request_of_shot)
+            kinds = [(shot, kind_of(shot.spec)) for shot in group.shots if kind_of(shot.spec)]
+            if group.multi and kinds:
+                shot, kind = kinds[0]
+                self.findings.error(
+                    self.findings.at("groups", group.explicit) if group.explicit is not None else self.findings.at("shots", shot.index),
+                    f"shot {shot.id} ({kind}) is a request of its own: take it out of the multi-shot group",
+                )
+                continue
+            if own_request_kind(group.shots[0].spec):
+                request = self._build_kind(group.shots[0], request_of_shot)
+            else:
+                request = self._build(group, request_of_shot)
             self.requests.append(request)
             for shot in group.shots:
                 request_of_shot[shot.index] = request
@@ -161,9 +195,24 @@ class _Planning:
         images = ImagePlaceholders(self.loaded)
         frames = self._frames(group, family, request_of_shot, images, notes)
         seconds = durations(self.findings, group, inputs, frames.end is not None, notes)
+        media: dict[str, str] = {}
+        video = self._video_input(group, family, inputs, frames, media)
+        if video is not None and video.edit and video.seconds is not None:
+            seconds = [max(1, round_half_up(video.seconds))]
+            notes.append(f"video edit: the clip keeps the edited video's length ({video.seconds:.2f} s), "
+                         f"billed {seconds[0]} s (rounded) at the video-input rate")
         prompts = self._prompts(group, inputs)
         registrations: list[ElementRegistration] = []
         parts = self._parts(group, inputs, frames, seconds, prompts, images, registrations)
+        if video is not None:
+            check_standard_video_audio(self.findings, first, video)
+            parts.video = video.entry
+            if parts.sound is not None:
+                parts.sound = False
+            reference_video = first.spec.video_reference
+            if not video.edit and reference_video is not None:
+                notes.append(f"video reference: {reference_video.video} is followed as <<<video_1>>>; "
+                             f"{parts.total_seconds} s billed at the video-input rate")
         if parts.api == caps.NEW_API and parts.model in caps.NEW_API_MODELS and parts.family in caps.NEW_API_ENDPOINTS:
             body = build_standard_body(parts)
             endpoint = standard_endpoint(parts)
@@ -177,7 +226,57 @@ class _Planning:
         if choice.api == caps.NEW_API or first.requested_api is not None:
             notes.append(f"api {choice.api}: {choice.reason}")
         self._check_request_text(group, body, registrations)
-        return self._request(group, parts, body, endpoint, frames, images, registrations, notes)
+        request = self._request(group, parts, body, endpoint, frames, images, registrations, notes)
+        if video is None:
+            return request
+        cost = price(first.model, first.mode, False, parts.total_seconds, voice=False, video_input=True)
+        return request.model_copy(update={"media": media, "units": cost.units, "usd": usd(cost.units),
+                                          "sound": video.entry["keep_original_sound"] == "yes"})
+
+    def _video_input(self, group: Group, family: str, inputs: RequestInputs, frames: _Frames,
+                     media: dict[str, str]) -> VideoInput | None:
+        """The omni video of a single-shot request (``plan.kinds``); the loader's media placeholders go in ``media``."""
+        first = group.shots[0]
+        if first.spec.video_reference is None:
+            return None
+
+        def placeholder(relative: str) -> str:
+            value = VIDEO_SCHEME + safe_media_digest(self.loaded.resolve_path(relative), relative)
+            media.setdefault(value, relative)
+            return value
+
+        return video_reference_entry(
+            self.findings, first, family, bool(frames.start or frames.end),
+            len(inputs.image_refs) + len(inputs.element_refs), placeholder,
+        )
+
+    def _build_kind(self, shot: ResolvedShot, request_of_shot: dict[int, Request]) -> Request:
+        """A motion-control, avatar or lip-sync shot: one request, built and priced by ``plan.kinds``."""
+        images = ImagePlaceholders(self.loaded)
+        registrations: list[ElementRegistration] = []
+        family = caps.MOTION_CONTROL if shot.spec.motion_control else caps.AVATAR
+        prompt = None
+        if shot.spec.lip_sync is None and (shot.spec.prompt or shot.spec.subject or shot.spec.action):
+            prompt = self.renderer.render(shot, RequestInputs(family), False)
+            self.prompts[shot.id] = prompt
+            problem = prompt_too_long(shot, prompt, False)
+            if problem:
+                self.findings.error(prompt_location(self.findings, shot), problem)
+        element = None
+        motion = shot.spec.motion_control
+        reference = self.board.references.get(motion.character) if motion is not None else None
+        if motion is not None and reference is not None and reference.element is not None:
+            if shot.model in MOTION_CONTROL_ELEMENT_MODELS:
+                check_element(self.findings, motion.character)
+                element = element_entry(self.board, motion.character, images, registrations)
+            else:
+                self.findings.advise(
+                    self.findings.at("shots", shot.index, "motion_control", "character"),
+                    f"{shot.model} motion control takes no element: only the image of {motion.character} is sent",
+                )
+        build = KindBuild(self.findings, shot, images, prompt or None, request_of_shot, len(self.requests), element)
+        request = build_kind_request(build)
+        return request.model_copy(update={"elements": registrations}) if registrations else request
 
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]
@@ -428,6 +527,7 @@ def render_prompts(loaded: LoadedStoryboard) -> dict[str, str]:
 
 
 _PLACEHOLDER = re.compile(r"^(image|element)://sha256/([0-9a-f]{64})$")
+_MEDIA_PLACEHOLDER = re.compile(r"^(audio|video)://sha256/[0-9a-f]{64}$")
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -439,20 +539,25 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     data = plan.model_dump(mode="json")
     for request in data["requests"]:
         for part in ("body", "shots", "elements"):
-            request[part] = _show_placeholders(request[part], request["images"])
+            request[part] = _show_placeholders(request[part], request["images"], request["media"])
+        if not request["media"]:
+            del request["media"]  # only the kinds of plan.kinds have media; other plans read as before
     return data
 
 
-def _show_placeholders(value: Any, images: dict[str, str]) -> Any:
-    """Replace image/element placeholders by readable text naming the file and its full hash."""
+def _show_placeholders(value: Any, images: dict[str, str], media: dict[str, str] | None = None) -> Any:
+    """Replace image/element/audio/video placeholders by readable text naming the file and its full hash."""
     if isinstance(value, str):
         match = _PLACEHOLDER.match(value)
         if match:
             kind, digest = match.groups()
             return f"<{kind} {images.get(digest, 'unknown')} sha256:{digest}>"
+        if media and _MEDIA_PLACEHOLDER.match(value):
+            kind, _, digest = value.partition("://sha256/")
+            return f"<{kind} {media.get(value, 'unknown')} sha256:{digest}>"
         return value
     if isinstance(value, list):
-        return [_show_placeholders(v, images) for v in value]
+        return [_show_placeholders(v, images, media) for v in value]
     if isinstance(value, dict):
-        return {k: _show_placeholders(v, images) for k, v in value.items()}
+        return {k: _show_placeholders(v, images, media) for k, v in value.items()}
     return value

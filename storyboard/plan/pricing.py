@@ -56,13 +56,19 @@ class Price:
     """The mode the price (and the output size) is read at: models without ``mode`` by their resolution."""
 
 
-def price(model: str, mode: str, sound: bool, seconds: int, *, voice: bool) -> Price:
-    """What Kling bills for one request; an invalid combination (already reported) costs 0, estimated."""
+def price(model: str, mode: str, sound: bool, seconds: int, *, voice: bool, video_input: bool = False) -> Price:
+    """What Kling bills for one request; an invalid combination (already reported) costs 0, estimated.
+
+    ``video_input``: an omni request with a reference or edited video, billed at the video-input
+    rate (kling-api-2.md §2.3) on ``seconds`` (an edit: the input's length, rounded).
+    """
     info = caps.MODELS[model]
     sound = sound or info.always_sound
     price_mode = mode if info.sends_mode else ("pro" if caps.output_height(model, mode) >= 1080 else "std")
     try:
-        units, estimated = caps.units_for(model, price_mode, sound and info.offers_sound(mode), seconds, voice=voice)
+        units, estimated = caps.units_for(
+            model, price_mode, sound and info.offers_sound(mode), seconds, voice=voice, video_input=video_input
+        )
     except ValueError:
         units, estimated = 0.0, True
     return Price(units, estimated, price_mode)
@@ -70,3 +76,29 @@ def price(model: str, mode: str, sound: bool, seconds: int, *, voice: bool) -> P
 
 def estimate_note(model: str) -> str:
     return f"price is an estimate: {caps.ESTIMATE_SOURCES.get(model, 'not in the official table')}"
+
+
+@dataclass(frozen=True)
+class KindPrice:
+    """The price of a motion-control, avatar or lip-sync request, and the billing rule the plan shows."""
+
+    units: float
+    note: str
+
+
+def kind_price(family: str, model: str, mode: str, billed: int) -> KindPrice:
+    """Units of one request of a kind with its own billing rule (``capabilities.KIND_RATES``).
+
+    ``billed``: motion control, the output seconds rounded; avatar, the audio's started seconds;
+    lip sync, the seconds of its started 5 s blocks (each block costs the 5 s rate).
+    """
+    try:
+        rate = Decimal(caps.KIND_RATES[(family, model)][mode])
+    except KeyError:  # a model or mode the kind does not take: already reported by the rules
+        return KindPrice(0.0, f"no price: {caps.FAMILY_WORDS[family]} is not offered on {model} {mode}")
+    if family == caps.LIP_SYNC:
+        blocks = billed // caps.LIP_SYNC_BLOCK_SECONDS
+        return KindPrice(float(rate * blocks), f"price: {blocks} x {rate} units per started "
+                                               f"{caps.LIP_SYNC_BLOCK_SECONDS} s of video")
+    per = {caps.MOTION_CONTROL: "output second (rounded)", caps.AVATAR: "second of audio"}[family]
+    return KindPrice(float(rate * billed), f"price: {billed} s x {rate} units per {per}")

@@ -15,6 +15,10 @@ body holds strings the engine resolves just before sending:
   the upstream request is listed in ``Request.depends_on``.
 * ``element://sha256/<hex>``: a reference to register as a Kling element (its frontal image's
   digest); resolved to the int64 ``element_id`` once registered. Listed in ``Request.elements``.
+* ``audio://sha256/<hex>``, ``video://sha256/<hex>``: a project audio or video file (avatar, lip
+  sync, motion control, omni video inputs); ``Request.media`` maps the placeholder to its path.
+* ``clip://<request key>``: the clip of another request (lip sync of a rendered shot), listed in
+  ``Request.depends_on``; ``plan.kinds`` says how each is sent.
 """
 
 from __future__ import annotations
@@ -26,11 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field
 IMAGE_SCHEME = "image://sha256/"
 FRAME_SCHEME = "frame://last/"
 ELEMENT_SCHEME = "element://sha256/"
+AUDIO_SCHEME = "audio://sha256/"
+VIDEO_SCHEME = "video://sha256/"
+CLIP_SCHEME = "clip://"
 
 UNIT_PRICE_USD = 0.14
 """Kling lists one unit at $0.14 (kling-api.md 11)."""
 
-Family = Literal["text2video", "image2video", "omni-video", "multi-image2video", "motion-control"]
+Family = Literal[
+    "text2video", "image2video", "omni-video", "multi-image2video", "motion-control", "avatar/image2video", "lip-sync"
+]
 Api = Literal["legacy", "new"]
 """Which Kling wire form a request's body is written in (``plan.capabilities.decide_api``)."""
 
@@ -86,7 +95,12 @@ class Request(Frozen):
     fps: int
     body: dict[str, Any]
     images: dict[str, str] = Field(default_factory=dict, description="sha256 hex -> project-relative path.")
-    depends_on: list[str] = Field(default_factory=list, description="Keys of requests whose last frame is used.")
+    media: dict[str, str] = Field(
+        default_factory=dict, description="audio:// and video:// placeholder -> project-relative path."
+    )
+    depends_on: list[str] = Field(
+        default_factory=list, description="Keys of requests whose last frame (or clip, for lip sync) is used."
+    )
     elements: list[ElementRegistration] = Field(default_factory=list)
     shots: list[ShotSlice]
     units: float

@@ -58,6 +58,7 @@ from storyboard.errors import (
 )
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
+    CLIP_SCHEME,
     ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
@@ -155,7 +156,8 @@ def check_clip(path: Path, request: Request, reported: float | None = None) -> C
     except MediaError as error:
         return ClipProblem(str(error), broken=True)
     targets: list[tuple[str, float]] = []
-    if request.family != "motion-control":  # the output follows the motion video's length (§4.5)
+    if request.family not in ("motion-control", "avatar/image2video", "lip-sync"):
+        # the output follows its input's length: the motion video, the audio, the source clip (§4.5)
         targets.append((f"{request.duration:g} s were requested", float(request.duration)))
     if reported is not None:
         targets.append((f"the provider reported {reported:g} s", reported))
@@ -386,10 +388,18 @@ class _Run:
     async def _job(self, request: Request, record: RequestRecord | None) -> Job:
         """The request with its images, chained frames and element ids made concrete."""
         images: dict[str, Path] = {IMAGE_SCHEME + digest: self.project_dir / rel for digest, rel in request.images.items()}
+        images.update({placeholder: self.project_dir / rel for placeholder, rel in request.media.items()})
+        urls: dict[str, str] = {}
         for upstream in request.depends_on:
             upstream_clip = self.result.clips.get(upstream) or clip_path(self.project_dir, self.name, upstream)
             if not upstream_clip.is_file():
                 raise _Stop("skipped", f"the clip it continues from ({self._id_of(upstream)}) is missing")
+            if request.family == "lip-sync":  # the clip itself, not its last frame (plan.kinds)
+                images[CLIP_SCHEME + upstream] = upstream_clip
+                upstream_record = self.journal.get(self.name, upstream)
+                if upstream_record is not None and upstream_record.video_url:
+                    urls[CLIP_SCHEME + upstream] = upstream_record.video_url
+                continue
             frame = frame_path(self.project_dir, upstream)
             if not frame.is_file():
                 await extract_last_frame(upstream_clip, frame)
@@ -399,12 +409,12 @@ class _Run:
             elements[registration.placeholder] = await self._element(request, registration, images)
         if record is not None and record.state not in ("failed",):
             request = request.model_copy(update={"external_task_id": record.external_task_id})
-        return Job(request=request, project_dir=self.project_dir, images=images, elements=elements)
+        return Job(request=request, project_dir=self.project_dir, images=images, elements=elements, urls=urls)
 
     @staticmethod
     def _with_external_id(job: Job, external_task_id: str) -> Job:
         return Job(request=job.request.model_copy(update={"external_task_id": external_task_id}),
-                   project_dir=job.project_dir, images=job.images, elements=job.elements)
+                   project_dir=job.project_dir, images=job.images, elements=job.elements, urls=job.urls)
 
     async def _element(self, request: Request, registration: ElementRegistration, images: dict[str, Path]) -> int:
         digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)

@@ -48,7 +48,16 @@ Decisions on the reference's open questions (all in one place so tests can rely 
   s std/pro; v2-master, v2-1-master: 2.0 per s) are the reference's reseller estimates (§11.2).
 * Reference videos (omni ``video_list``, motion-control ``video_url``, element videos) cannot be
   fetched, so their length comes from ``fake.reference_videos[url]``, else from a ``_<N>s.mp4``
-  suffix in the URL (the fixtures' convention, e.g. ``dance_8s.mp4``), else 5 s.
+  suffix in the URL (the fixtures' convention, e.g. ``dance_8s.mp4``), else 5 s. A URL of one of
+  the fake's own results (lip sync of a rendered clip) has that result's length.
+* Avatar (``/v1/videos/avatar/image2video``, kling-api-2.md §4): exactly one of ``audio_id`` /
+  ``sound_file``; a base64 ``sound_file`` is decoded and its length probed with PyAV (2-300 s,
+  at most 5 MB); a URL one is 5 s unless ``fake.reference_videos`` says otherwise. Billed per
+  *started* second of audio (the reference leaves the rounding open; the planner prices the same).
+* Classic lip sync (``/v1/videos/lip-sync``, §5.2): ``{"input": {...}}`` plus the common
+  ``external_task_id`` / ``callback_url`` (the reference shows only ``input``; every other video
+  endpoint takes them). Billed 0.5 units per started 5 s of the source video (2-60 s); base64
+  audio is probed (2-60 s, at most 5 MB). The result keeps the source's length.
 """
 
 from __future__ import annotations
@@ -107,7 +116,15 @@ DEFAULT_MESSAGES = {
     5002: "Server internal timeout",
 }
 
-VIDEO_FAMILIES = ("text2video", "image2video", "multi-image2video", "omni-video", "motion-control")
+VIDEO_FAMILIES = ("text2video", "image2video", "multi-image2video", "omni-video", "motion-control",
+                  "avatar/image2video", "lip-sync")
+AVATAR_FIELDS = frozenset({"image", "audio_id", "sound_file", "prompt", "mode", "watermark_info", "callback_url",
+                           "external_task_id"})
+LIP_SYNC_FIELDS = frozenset({"input", "callback_url", "external_task_id"})
+LIP_SYNC_INPUT_FIELDS = frozenset({"mode", "video_id", "video_url", "audio_type", "audio_file", "audio_url", "text",
+                                   "voice_id", "voice_language", "voice_speed", "model_name"})
+AVATAR_PRICE = {"std": "0.4", "pro": "0.8"}
+LIP_SYNC_PRICE_PER_5S = "0.5"
 ELEMENTS_FAMILY = "advanced-custom-elements"
 LOOKUP_CONVENTIONS = ("path", "list_filter", "flag")
 """Ways of finding a task by external id on the legacy API (kling-api-2.md §8)."""
@@ -613,6 +630,8 @@ class FakeKling:
     def _route_api(self, request: httpx.Request, path: str) -> httpx.Response:
         method = request.method
         parts = path.strip("/").split("/")
+        if parts[:4] == ["v1", "videos", "avatar", "image2video"]:  # a family path of two segments
+            parts = ["v1", "videos", "avatar/image2video", *parts[4:]]
         if len(parts) >= 3 and parts[:2] == ["v1", "videos"] and parts[2] in VIDEO_FAMILIES and len(parts) <= 4:
             family = parts[2]
             if len(parts) == 3:
@@ -986,6 +1005,10 @@ class FakeKling:
     # ------------------------------------------------------------ validation
 
     def _validate(self, family: str, body: dict[str, Any]) -> _Render:
+        if family == "avatar/image2video":
+            return self._validate_avatar(body)
+        if family == "lip-sync":
+            return self._validate_lip_sync(body)
         unknown = sorted(set(body) - FIELDS_BY_ENDPOINT[family])
         if unknown:
             raise _invalid(unknown[0], f"unknown field for /v1/videos/{family}")
@@ -1510,6 +1533,98 @@ class FakeKling:
         return _Render(model, mode, (float(seconds),), keep_sound, aspect,
                        self._units(model, mode, billed, "motion_control"))
 
+    def _audio(self, value: Any, where: str, longest: float) -> float:
+        """Check an audio input (URL or raw base64 mp3/wav/m4a/aac); returns its length in seconds."""
+        if not isinstance(value, str) or not value:
+            raise _invalid(where, "must be an audio URL or raw base64 string")
+        if value.startswith(("http://", "https://")):
+            seconds = float(self.reference_videos.get(value, 5.0))
+        else:
+            if value.startswith("data:"):
+                raise _invalid(where, "send raw base64 without a 'data:audio/...;base64,' prefix")
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _invalid(where, "neither an http(s) URL nor valid base64") from None
+            if len(raw) > 5 * 1000 * 1000:
+                raise _invalid(where, f"audio is {len(raw)} bytes; the limit is 5 MB")
+            seconds = _audio_seconds(raw, where)
+        if not 2 <= seconds <= longest:
+            raise _invalid(where, f"audio must be 2-{longest:g} s, got {seconds:.2f} s")
+        return seconds
+
+    def _validate_avatar(self, body: dict[str, Any]) -> _Render:
+        unknown = sorted(set(body) - AVATAR_FIELDS)
+        if unknown:
+            raise _invalid(unknown[0], "unknown field for /v1/videos/avatar/image2video")
+        self._check_common(body)
+        if "image" not in body:
+            raise _invalid("image", "required (the face)")
+        size = self._image(body["image"], "image", max_side=65536)
+        if ("audio_id" in body) == ("sound_file" in body):
+            raise _invalid("sound_file", "exactly one of audio_id or sound_file is required")
+        if "audio_id" in body:
+            if not isinstance(body["audio_id"], str) or not body["audio_id"]:
+                raise _invalid("audio_id", "must be a non-empty string")
+            seconds = 5.0
+        else:
+            seconds = self._audio(body["sound_file"], "sound_file", 300)
+        self._text(body, "prompt")
+        mode = self._choice(body, "mode", ("std", "pro"), "std") or "std"
+        billed = int(Decimal(str(seconds)).to_integral_value(rounding="ROUND_CEILING"))
+        aspect = _nearest_aspect(size) if size else "16:9"
+        return _Render("kling-avatar", mode, (round(seconds * 24) / 24,), True, aspect,
+                       Decimal(AVATAR_PRICE[mode]) * billed)
+
+    def _validate_lip_sync(self, body: dict[str, Any]) -> _Render:
+        unknown = sorted(set(body) - LIP_SYNC_FIELDS)
+        if unknown:
+            raise _invalid(unknown[0], "unknown field for /v1/videos/lip-sync")
+        self._check_common(body)
+        data = body.get("input")
+        if not isinstance(data, dict):
+            raise _invalid("input", "required: an object")
+        unknown = sorted(set(data) - LIP_SYNC_INPUT_FIELDS)
+        if unknown:
+            raise _invalid(f"input.{unknown[0]}", "unknown field for /v1/videos/lip-sync")
+        mode = self._choice(data, "mode", ("audio2video", "text2video"), None)
+        if mode is None:
+            raise _invalid("input.mode", "required: 'audio2video' or 'text2video'")
+        if ("video_id" in data) == ("video_url" in data):
+            raise _invalid("input.video_id", "video_id or video_url is required (exactly one)")
+        if "video_id" in data:
+            source = next((t for t in self.tasks.values() if t.video_id == data["video_id"]), None)
+            if source is None:
+                raise KlingError(1203, "video_id not found")
+            seconds = source.duration
+        else:
+            source = next((t for t in self.tasks.values() if t.video_url == data["video_url"]), None)
+            seconds = source.duration if source else self._video_url(data["video_url"], "input.video_url")
+        if not 2 <= seconds <= 60:
+            raise _invalid("input.video_url", f"video must be 2-60 s, got {seconds:g} s")
+        if mode == "audio2video":
+            audio_type = self._choice(data, "audio_type", ("file", "url"), None)
+            if audio_type is None:
+                raise _invalid("input.audio_type", "Audio type is null")
+            wanted, other = ("audio_file", "audio_url") if audio_type == "file" else ("audio_url", "audio_file")
+            if wanted not in data or other in data:
+                raise _invalid(f"input.{wanted}", f"required with audio_type {audio_type} (and {other} must be absent)")
+            if audio_type == "file" and str(data[wanted]).startswith(("http://", "https://")):
+                raise _invalid("input.audio_file", "must be raw base64 with audio_type file")
+            self._audio(data[wanted], f"input.{wanted}", 60)
+            if any(name in data for name in ("text", "voice_id", "voice_language", "voice_speed")):
+                raise _invalid("input.text", "text/voice fields are for mode text2video")
+        else:
+            if not isinstance(data.get("text"), str) or not data["text"]:
+                raise _invalid("input.text", "required for text2video")
+            if not isinstance(data.get("voice_id"), str):
+                raise _invalid("input.voice_id", "Voice id not found")
+            if any(name in data for name in ("audio_type", "audio_file", "audio_url")):
+                raise _invalid("input.audio_type", "audio fields are for mode audio2video")
+        blocks = int((Decimal(str(seconds)) / 5).to_integral_value(rounding="ROUND_CEILING"))
+        aspect = source.aspect_ratio if source else "16:9"
+        return _Render("kling-lip-sync", None, (float(seconds),), True, aspect, Decimal(LIP_SYNC_PRICE_PER_5S) * blocks)
+
     def _validate_element(self, body: dict[str, Any]) -> None:
         unknown = sorted(set(body) - ELEMENT_FIELDS)
         if unknown:
@@ -1562,6 +1677,24 @@ class FakeKling:
         for position, item in enumerate(tags):
             if not isinstance(item, dict) or set(item) != {"tag_id"} or item["tag_id"] not in ELEMENT_TAGS:
                 raise _invalid(f"tag_list[{position}]", f"must be {{tag_id}} with tag_id in {', '.join(ELEMENT_TAGS)}")
+
+
+def _audio_seconds(raw: bytes, where: str) -> float:
+    """Length of base64-decoded audio bytes, probed with PyAV (an unreadable file is a 1201)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(raw)) as container:
+            if not container.streams.audio:
+                raise _invalid(where, "does not decode to audio")
+            stream = container.streams.audio[0]
+            end = 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.duration and packet.time_base:
+                    end = max(end, float((packet.pts + packet.duration) * packet.time_base))
+            return end
+    except av.FFmpegError:
+        raise _invalid(where, "does not decode to audio (mp3/wav/m4a/aac)") from None
 
 
 def _is_int(value: Any) -> bool:

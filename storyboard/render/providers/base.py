@@ -27,6 +27,8 @@ class Job:
     """Placeholder (``image://…`` or ``frame://…``) -> local image file."""
     elements: dict[str, int] = field(default_factory=dict)
     """Placeholder (``element://…``) -> registered Kling element_id."""
+    urls: dict[str, str] = field(default_factory=dict)
+    """Placeholder (``clip://<key>``) -> the URL the provider gave for that request's result (lip sync)."""
 
     @property
     def external_task_id(self) -> str:

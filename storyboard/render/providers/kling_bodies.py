@@ -1,7 +1,7 @@
 """A planned body made concrete for sending: the placeholders of both Kling wire forms resolved.
 
 Why one resolver for both wires: the plan's bodies carry ``image://``, ``frame://`` and
-``element://`` placeholders so they can be priced and shown before any file is read or element
+``element://`` placeholders (and ``audio://``, ``video://``, ``clip://`` for the shot kinds) so they can be priced and shown before any file is read or element
 registered. Both APIs take raw base64 images (no ``data:`` prefix, kling-api.md §2, kling-api-2.md
 §7.3); they differ only in how an element id is spelled (legacy an int64, new-standard a string),
 so that one difference is the caller's ``element_as``. Nothing else changes: the body sent is the
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storyboard.errors import InternalError
-from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME
+from storyboard.errors import InternalError, Rejected
+from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, VIDEO_SCHEME
 from storyboard.render.providers.base import Job
 
 
@@ -37,6 +37,23 @@ def concrete_body(job: Job, element_as: Callable[[int], Any]) -> dict[str, Any]:
                         raise InternalError(f"request {job.request.id}: no file for placeholder {value}")
                     cache[value] = base64.b64encode(Path(path).read_bytes()).decode("ascii")
                 return cache[value]
+            if value.startswith(AUDIO_SCHEME):  # avatar / lip sync audio: base64, at most 5 MB (plan.kinds)
+                if value not in cache:
+                    audio = job.images.get(value)
+                    if audio is None:
+                        raise InternalError(f"request {job.request.id}: no file for placeholder {value}")
+                    cache[value] = base64.b64encode(Path(audio).read_bytes()).decode("ascii")
+                return cache[value]
+            if value.startswith((VIDEO_SCHEME, CLIP_SCHEME)):
+                if value in job.urls:
+                    return job.urls[value]
+                raise Rejected(
+                    message=f"{job.request.id} sends a video Kling can only fetch by URL, and it has none; "
+                    "nothing was sent.",
+                    hint="add url: (a public http(s) link to the same file) beside the video in the storyboard, "
+                    "or render the source shot on Kling first; or use --provider preview",
+                    details={"during": "create"},
+                )
             if value.startswith(ELEMENT_SCHEME):
                 if value not in job.elements:
                     raise InternalError(f"request {job.request.id}: element {value} is not registered")

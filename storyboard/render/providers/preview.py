@@ -803,10 +803,16 @@ class PreviewProvider:
             lock = self._locks.setdefault(str(path), threading.Lock())
         with lock:  # two jobs with one key draw the clip once
             if not self._is_good(path):
-                render_preview(
-                    job, path, four_k_preview_height=self.four_k_preview_height,
-                    crop_ratios=self.crop_ratios.get(job.request.key, ()),
-                )
+                from storyboard.render.providers.preview_kinds import renderer_for  # motion control, avatar, ...
+
+                special = renderer_for(job.request)
+                if special is not None:
+                    special(job, path, four_k_preview_height=self.four_k_preview_height)
+                else:
+                    render_preview(
+                        job, path, four_k_preview_height=self.four_k_preview_height,
+                        crop_ratios=self.crop_ratios.get(job.request.key, ()),
+                    )
         return path
 
     @staticmethod

@@ -1,0 +1,140 @@
+"""Free previews of the shot kinds that start from the user's own files (``plan.kinds``).
+
+Why not the animatic of ``preview``: a motion-control, avatar, lip-sync or omni-video request is
+*about* its input file, and its length comes from that file (the motion, the speech, the clip).
+A plausible stand-in therefore uses the file itself:
+
+* motion control: the character image full frame, with the reference video inset in a corner for
+  the request's seconds (its timing), keeping the video's sound when the request keeps it;
+* avatar: the portrait for the audio's length, with that audio;
+* lip sync: the source clip (a file, or the rendered clip of the shot it re-voices) with the new audio;
+* omni with a video: the video itself (an edit keeps its length; a reference is looped to the
+  requested duration), with its sound when the request keeps it.
+
+Each preview is one ffmpeg call (the binary ``media.ffmpeg_exe`` provides) writing exactly
+``duration x fps`` frames at the preview size, with an audio track exactly when the request has
+sound, so the engine's and the assembler's checks hold as for any clip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from storyboard.errors import Rejected, TaskFailed
+from storyboard.media import ffmpeg_exe
+from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, IMAGE_SCHEME, VIDEO_SCHEME, Request
+from storyboard.render.providers.base import Job
+
+Renderer = Callable[..., None]
+
+
+def renderer_for(request: Request) -> Renderer | None:
+    """The preview renderer of a request of these kinds (None: the ordinary animatic)."""
+    if request.family in ("motion-control", "avatar/image2video", "lip-sync"):
+        return render_kind_preview
+    if request.family == "omni-video" and request.body.get("video_list"):
+        return render_kind_preview
+    return None
+
+
+def _input(job: Job, scheme: str) -> Path:
+    """The local file of the request's one input of ``scheme`` (the engine resolved every placeholder).
+
+    The image is the body's own (``image_url`` / ``image``): a request with an element also lists
+    the element's extra views among its images.
+    """
+    request = job.request
+    if scheme == IMAGE_SCHEME:
+        placeholder = request.body.get("image_url") or request.body.get("image")
+        if isinstance(placeholder, str) and placeholder in job.images:
+            return Path(job.images[placeholder])
+    else:
+        for placeholder, path in job.images.items():
+            if placeholder.startswith(scheme):
+                return Path(path)
+    raise Rejected(message=f"preview of {request.id}: its {scheme.split(':')[0]} input is missing; nothing was spent",
+                   hint="run validate: the file the storyboard names must exist in the project")
+
+
+def _fit(width: int, height: int, label: str, fps: int) -> str:
+    """Scale into the frame keeping the aspect ratio, pad the rest, at the request's frame rate."""
+    return (f"{label}fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1")
+
+
+def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 1080) -> None:
+    """Render ``job``'s request (a kind of ``plan.kinds``) as an MP4 at ``dest``, written atomically."""
+    from storyboard.render.providers.preview import preview_size
+
+    request = job.request
+    width, height = preview_size(request, four_k_preview_height)
+    fps, seconds = request.fps, request.duration
+    frames = seconds * fps
+    inputs: list[str] = []
+    video_filter: str
+    audio_input: int | None = None
+
+    if request.family == "motion-control":
+        character, motion = _input(job, IMAGE_SCHEME), _input(job, VIDEO_SCHEME)
+        inputs += ["-loop", "1", "-i", str(character), "-i", str(motion)]
+        inset_w = max(2, (width // 4) // 2 * 2)
+        video_filter = (f"{_fit(width, height, '[0:v]', fps)}[bg];"
+                        f"[1:v]fps={fps},scale={inset_w}:-2,tpad=stop_mode=clone:stop=-1[inset];"
+                        "[bg][inset]overlay=W-w-16:H-h-16")
+        audio_input = 1 if request.sound else None
+    elif request.family == "avatar/image2video":
+        portrait, speech = _input(job, IMAGE_SCHEME), _input(job, AUDIO_SCHEME)
+        inputs += ["-loop", "1", "-i", str(portrait), "-i", str(speech)]
+        video_filter = _fit(width, height, "[0:v]", fps)
+        audio_input = 1
+    elif request.family == "lip-sync":
+        source = _input(job, CLIP_SCHEME) if str(request.body["input"]["video_url"]).startswith(CLIP_SCHEME) \
+            else _input(job, VIDEO_SCHEME)
+        speech = _input(job, AUDIO_SCHEME)
+        inputs += ["-i", str(source), "-i", str(speech)]
+        video_filter = _fit(width, height, "[0:v]", fps) + ",tpad=stop_mode=clone:stop=-1"
+        audio_input = 1
+    else:  # omni with a reference or edited video
+        clip = _input(job, VIDEO_SCHEME)
+        edit = request.body["video_list"][0].get("refer_type") == "base"
+        inputs += ([] if edit else ["-stream_loop", "-1"]) + ["-i", str(clip)]
+        video_filter = _fit(width, height, "[0:v]", fps) + ",tpad=stop_mode=clone:stop=-1"
+        audio_input = 0 if request.sound else None
+
+    graph = f"{video_filter},format=yuv420p[v]"
+    maps = ["-map", "[v]"]
+    if request.sound:
+        if audio_input is None:
+            inputs += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
+            audio_input = inputs.count("-i") - 1
+        graph += f";[{audio_input}:a]aresample=48000,apad,atrim=0:{seconds}[a]"
+        maps += ["-map", "[a]", "-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2"]
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".mp4", dir=dest.parent)
+    os.close(fd)
+    temp = Path(temp_name)
+    command = [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *inputs,
+        "-filter_complex", graph, *maps, "-frames:v", str(frames), "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p", "-r", str(fps),
+        "-metadata", f"comment=storyboard preview of {request.id} ({request.key[:16]})",
+        "-movflags", "+faststart", "-f", "mp4", str(temp),
+    ]
+    try:
+        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        if completed.returncode != 0:
+            tail = completed.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise TaskFailed(
+                f"preview of {request.id}: ffmpeg failed (exit {completed.returncode}): {' | '.join(tail) or 'no message'}",
+                money_spent=False,
+                hint="Check that the input files play (validate probes them); else report it with the plan.",
+            )
+        os.replace(temp, dest)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
