@@ -45,8 +45,11 @@ def _local_journal_file(path: Path) -> Path:
     if path.is_dir():
         from storyboard.load.loader import find_storyboard
 
-        candidate = Workspace.at(find_storyboard(path).parent).journal_file
-        if candidate.is_file():
+        try:
+            candidate = Workspace.at(find_storyboard(path).parent).journal_file
+        except UserError:
+            candidate = None
+        if candidate is not None and candidate.is_file():
             return candidate
     raise UserError(f"no local journal in {path} (no .storyboard/journal.sqlite)",
                     hint="name the project folder whose renders you want to copy, or its journal.sqlite")
@@ -85,9 +88,7 @@ def migrate(
         totals = {table: target.count(table) for table in copied}
     console.print(f"copied {source_file} into {redact(to)} (project {label}):", markup=False)
     for table, (read, added) in copied.items():
-        kept = read - added if table != "charges" else max(0, read - added)
-        console.print(f"  {table}: {read} read, {added} added, {kept} already there; {totals[table]} in the shared journal",
-                      markup=False)
+        console.print(f"  {table}: {read} read, {added} added; {totals[table]} in the shared journal", markup=False)
     console.print("nothing was lost: the local journal is unchanged. Set STORYBOARD_JOURNAL to the URL (environment "
                   "or the project's .env) to render against the shared journal.", markup=False)
 
