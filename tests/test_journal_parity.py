@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 
 from storyboard.render.journal import JOURNAL_URL_VARIABLE, Journal
-from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from tests.test_engine import *  # noqa: F403
 from tests.test_journal import (  # noqa: F401
     test_a_second_claim_fails_even_from_another_connection,
@@ -32,7 +31,7 @@ del test_a_used_external_id_whose_task_cannot_be_found_is_never_paid_again  # no
 
 
 @pytest.fixture(autouse=True)
-def shared_journal(postgres_url, monkeypatch):  # noqa: F811
+def shared_journal(postgres_url, monkeypatch):
     monkeypatch.setenv(JOURNAL_URL_VARIABLE, postgres_url)
     yield postgres_url
 

@@ -31,12 +31,10 @@ from storyboard.render.journal import (
     JOURNAL_URL_VARIABLE,
     MIGRATIONS,
     AccountBudgetExceeded,
-    AlreadyClaimed,
     Journal,
 )
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
-from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from tests.test_engine import make_plan, no_sleep, provider_for, t2v
 
 _register_commands()
@@ -215,6 +213,37 @@ def test_two_renders_never_pass_the_account_cap_together(tmp_path, postgres_url,
     assert skipped and all("daily cap" in reason for reason in skipped)
 
 
+def test_a_quiet_claim_without_a_task_id_is_looked_up_by_its_external_id_before_anything_is_sent(
+        tmp_path, postgres_url, monkeypatch):
+    """A machine died between its create and journaling the task id: the task is on the account."""
+    from storyboard.render.providers.base import Job
+
+    monkeypatch.setenv(JOURNAL_URL_VARIABLE, postgres_url)
+    monkeypatch.setenv(CLAIM_TIMEOUT_VARIABLE, "0.5")
+    plan = make_plan([t2v(0)])
+    request = plan.requests[0]
+    fake = FakeKling(polls_to_finish=1)
+    with Journal.open(tmp_path / "crashed" / "promo") as crashed:
+        crashed.claim("kling", request.key, request.id, request.external_task_id, request.units, None)
+
+    async def create_then_die():
+        provider = provider_for(fake)
+        try:
+            await provider.create(Job(request=request, project_dir=tmp_path, images={}, elements={}))
+        finally:
+            await provider.aclose()
+
+    asyncio.run(create_then_die())
+    time.sleep(0.7)
+    events = []
+    (result,) = render_both(plan, [tmp_path / "survivor" / "promo"], fake, events=events.append)
+    assert result.ok and sum(fake.creates.values()) == 1
+    assert any("taken over from" in e.message and "looked up by its external id" in e.message for e in events)
+    with Journal.open(tmp_path) as journal:
+        record = journal.get("kling", request.key)
+        assert record.state == "downloaded" and record.owner != crashed.owner
+
+
 # ---- the CLI: migrate, budget, status --account -------------------------------------------------
 
 
@@ -297,3 +326,113 @@ def test_the_journal_setting_is_read_from_the_project_env_file(tmp_path, postgre
     with Journal.open(tmp_path) as journal:
         assert journal.shared
     assert not (tmp_path / ".storyboard").exists()
+
+
+# ---- two checkouts, two processes, one fake Kling over loopback, one journal ----------------------
+
+TEAM_STORYBOARD = "version: 1\nname: Team promo\ndefaults:\n  model: kling-v2-6\n  mode: std\n  aspect_ratio: \"16:9\"\nshots:\n" + "".join(
+    f"  - id: s{i}\n    duration: 5\n    subject: {subject}\n    action: {action}\n"
+    for i, (subject, action) in enumerate([("a lighthouse", "waves crash"), ("a gull", "flies over the sea"),
+                                           ("a boat", "sails past"), ("a crab", "walks on the sand"),
+                                           ("a kite", "dances in the wind"), ("a dog", "runs along the beach")]))
+REQUESTS = 6
+UNITS = 1.5 * REQUESTS  # kling-v2-6 std, 5 s: 1.5 units each
+
+
+def checkout(root: Path, who: str) -> Path:
+    """A teammate's copy of the project: same storyboard, own folder, no journal of its own."""
+    folder = root / who / "promo"
+    folder.mkdir(parents=True)
+    (folder / "storyboard.yaml").write_text(TEAM_STORYBOARD, encoding="utf-8")
+    return folder
+
+
+def start_render(folder: Path, fake: FakeKling, base_url: str, url: str, who: str) -> subprocess.Popen:
+    storyboard = str(Path(sys.executable).with_name("storyboard"))
+    env = child_env(KLINGAI_ACCESS_KEY=fake.access_key, KLINGAI_SECRET_KEY=fake.secret_key, KLINGAI_BASE_URL=base_url,
+                    **{JOURNAL_URL_VARIABLE: url, CLAIM_TIMEOUT_VARIABLE: "3", "STORYBOARD_USER": who})
+    return subprocess.Popen([storyboard, "render", str(folder), "--yes"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def rows(url: str):
+    with Journal.at_url(url) as journal:
+        return journal.records("kling")
+
+
+def wait_for(condition, what: str, timeout: float = 90.0) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+def clips_of(folder: Path) -> list[Path]:
+    return sorted((folder / ".storyboard" / "clips" / "kling").glob("*.mp4"))
+
+
+def test_two_checkouts_render_at_once_each_request_created_once_every_clip_in_both(tmp_path, postgres_url, monkeypatch):
+    monkeypatch.setenv(JOURNAL_URL_VARIABLE, postgres_url)
+    alice, bob = checkout(tmp_path, "alice"), checkout(tmp_path, "bob")
+    cap = CliRunner().invoke(app, ["journal", "budget", str(alice), "--daily", f"{UNITS:g}u"])
+    assert cap.exit_code == 0, cap.output  # exactly the plan: one duplicate create would not fit
+    fake = FakeKling(polls_to_finish=1)
+    with serve(fake) as base_url:
+        renders = [start_render(folder, fake, base_url, postgres_url, who) for folder, who in ((alice, "alice"), (bob, "bob"))]
+        outputs = [process.communicate(timeout=300)[0] for process in renders]
+    assert [process.returncode for process in renders] == [0, 0], outputs
+    records = rows(postgres_url)
+    claimed_by = {who: sum(1 for r in records if r.user_name == who) for who in ("alice", "bob")}
+    duplicates = sum(count - 1 for count in fake.creates.values())
+    print(f"\ntwo checkouts: {REQUESTS} requests, {sum(fake.creates.values())} creates, {duplicates} duplicates, "
+          f"claimed by alice {claimed_by['alice']} / bob {claimed_by['bob']}, charged {fake.charged_units:g} of a "
+          f"{UNITS:g}-unit cap")
+    assert len(records) == REQUESTS and all(r.state == "downloaded" for r in records)
+    assert sum(fake.creates.values()) == REQUESTS and duplicates == 0
+    assert fake.charged_units <= UNITS + 1e-9
+    for folder in (alice, bob):
+        clips = clips_of(folder)
+        assert len(clips) == REQUESTS and all(probe(clip).frames == 5 * 24 for clip in clips)
+    for output in outputs:
+        assert fake.secret_key not in output and fake.access_key not in output
+
+
+def test_a_render_killed_mid_run_is_taken_over_by_the_other_checkout(tmp_path, postgres_url):
+    alice, bob = checkout(tmp_path, "alice"), checkout(tmp_path, "bob")
+    fake = FakeKling(polls_to_finish=10_000)  # tasks keep running until the test lets them finish
+    with serve(fake) as base_url:
+        first = start_render(alice, fake, base_url, postgres_url, "alice")
+        wait_for(lambda: sum(r.state == "submitted" and r.user_name == "alice" for r in rows(postgres_url)) >= 2,
+                 "alice's render to submit two tasks")
+        second = start_render(bob, fake, base_url, postgres_url, "bob")
+        wait_for(lambda: sum(r.state == "submitted" and r.user_name == "bob" for r in rows(postgres_url)) >= 2,
+                 "bob's render to submit two tasks of its own")
+        held_by_alice = {r.key for r in rows(postgres_url) if r.owner and r.owner.startswith("alice@")}
+        assert held_by_alice and first.poll() is None
+        first.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        first.wait(timeout=30)
+        fake.polls_to_finish = 1
+        for task in list(fake.tasks.values()):
+            task.polls_to_finish = 1
+        taken_at = wait_for(lambda: all((r.owner and r.owner.startswith("bob@")) or r.state == "downloaded"
+                                        for r in rows(postgres_url) if r.key in held_by_alice),
+                            "bob's render to take alice's claims over")
+        output = second.communicate(timeout=300)[0]
+        assert second.returncode == 0, output
+        creates_after_bob = sum(fake.creates.values())
+        rerun = start_render(alice, fake, base_url, postgres_url, "alice")  # alice's checkout gets its clips too
+        rerun_output = rerun.communicate(timeout=300)[0]
+    takeover = taken_at - killed_at
+    print(f"\nSIGKILL take-over: {REQUESTS} requests, {creates_after_bob} creates, "
+          f"{sum(c - 1 for c in fake.creates.values())} duplicates, {len(held_by_alice)} claims taken over "
+          f"{takeover:.1f} s after the kill (claim timeout 3 s)")
+    assert rerun.returncode == 0, rerun_output
+    assert creates_after_bob == REQUESTS == sum(fake.creates.values()) and set(fake.creates.values()) == {1}
+    assert output.count("taken over from alice@") == len(held_by_alice) and "followed, not paid again" in output
+    assert takeover < 30
+    assert all(r.state == "downloaded" for r in rows(postgres_url))
+    for folder in (alice, bob):
+        assert len(clips_of(folder)) == REQUESTS

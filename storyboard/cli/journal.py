@@ -46,11 +46,11 @@ def _local_journal_file(path: Path) -> Path:
         from storyboard.load.loader import find_storyboard
 
         try:
-            candidate = Workspace.at(find_storyboard(path).parent).journal_file
+            in_storyboard_folder: Path | None = Workspace.at(find_storyboard(path).parent).journal_file
         except UserError:
-            candidate = None
-        if candidate is not None and candidate.is_file():
-            return candidate
+            in_storyboard_folder = None
+        if in_storyboard_folder is not None and in_storyboard_folder.is_file():
+            return in_storyboard_folder
     raise UserError(f"no local journal in {path} (no .storyboard/journal.sqlite)",
                     hint="name the project folder whose renders you want to copy, or its journal.sqlite")
 

@@ -444,8 +444,10 @@ class _Run:
             if quiet >= self.claim_timeout:
                 taken = self.journal.take_over(self.name, request.key, self.claim_timeout)
                 if taken is not None:
+                    then = (f"its task {taken.task_id} is followed, not paid again" if taken.task_id else
+                            "its task is looked up by its external id before anything is sent")
                     self.emit(request, "resumed", f"taken over from {_who(current.owner)} (no heartbeat for "
-                                                  f"{quiet:.0f} s); its task is looked up before anything is sent")
+                                                  f"{quiet:.0f} s); {then}")
                     return taken
             elif not announced:
                 announced = True

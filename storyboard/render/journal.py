@@ -718,7 +718,7 @@ class Journal:
         self._sql("UPDATE runs SET finished_at=?, outcome=? WHERE id=?", (self._clock(), outcome, run_id))
 
     def runs(self, project: str | None = None) -> list[RunRecord]:
-        query, args = "SELECT * FROM runs", ()
+        query, args = "SELECT * FROM runs", tuple[str, ...]()
         if project:
             query, args = query + " WHERE project=?", (project,)
         return [_run_record(row) for row in self._sql(query + " ORDER BY id", args).fetchall()]

@@ -84,7 +84,7 @@ class PostgresStore:
                             hint="check STORYBOARD_JOURNAL (host, port, database, user) and that the server runs") from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._db.execute(_placeholders(sql), tuple(params))  # type: ignore[call-overload]
+        return self._db.execute(_placeholders(sql), tuple(params))
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.execute(sql, params).fetchone()
@@ -111,7 +111,7 @@ class PostgresStore:
             version = self.schema_version()
             for number, step in enumerate(steps[version:], start=version + 1):
                 for statement in filter(str.strip, step.split(";")):
-                    self._db.execute(translate_ddl(statement))  # type: ignore[call-overload]
+                    self._db.execute(translate_ddl(statement))
                 self.execute("INSERT INTO storyboard_schema (version) VALUES (?)", (number,))
 
     def now(self) -> float:
