@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from storyboard.render.journal import JOURNAL_URL_VARIABLE, Journal
+from tests.test_campaign import test_resume_after_a_kill_pays_nothing_twice  # noqa: F401
 from tests.test_engine import *  # noqa: F403
 from tests.test_journal import (  # noqa: F401
     test_a_second_claim_fails_even_from_another_connection,
