@@ -78,6 +78,7 @@ def _stop_server(url: str) -> None:
     if pg_ctl:
         runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run([*runner, str(pg_ctl[-1]), "-D", data_dir, "-m", "fast", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)  # the throwaway server's files go with it
 
 
 @pytest.fixture

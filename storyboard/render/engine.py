@@ -821,6 +821,8 @@ async def render(
             task.cancel()
         if heartbeat is not None:
             heartbeat.cancel()
+            # A heartbeat that died (the database went away) says so through the calls below too.
+            await asyncio.gather(heartbeat, return_exceptions=True)
         journal.release()
         journal.finish_run(run.run_id, outcome) if run.run_id else None
         journal.close()
