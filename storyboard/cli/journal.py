@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from storyboard.cli import app, console, user_errors
 from storyboard.errors import UserError
@@ -133,6 +132,8 @@ def _print_budget(journal: Journal) -> None:
 
 def print_account(journal: Journal) -> None:
     """``status --account``: the ledger by project and person, today and in all, and the cap."""
+    from rich.table import Table
+
     from storyboard.plan import UNIT_PRICE_USD
 
     today = time.strftime("%Y-%m-%d", time.gmtime())
