@@ -135,6 +135,7 @@ def main() -> None:
     runs = args.runs or (1 if args.quick else 3)
     slow_runs = 1 if args.quick else max(1, runs // 2)  # crossfade cases take a minute or more each
     report = Report(f"storyboard assemble end to end ({count} x {CLIP_SECONDS} s {height}p{FPS} clips)")
+    harness.warm_up()
     print(harness.machine_line())
     with harness.bench_folder("assemble") as tmp:
         folder = Path(tmp)

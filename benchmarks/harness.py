@@ -68,11 +68,24 @@ def storyboard_argv(*args: str) -> list[str]:
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """The environment of a measured command: this checkout first on the path, no Kling keys."""
-    env = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+    """The environment of a measured command: this checkout first on the path, no Kling keys, and
+    Python's bytecode cache on, as an installed ``storyboard`` has it.
+
+    Why the cache: without it (``PYTHONDONTWRITEBYTECODE=1``, set in some sandboxes and CI images)
+    every run compiles the package from source again, about 0.25 s of a command's start-up that
+    no user pays. ``warm_up`` compiles the checkout first, so the cache exists before timing.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in (*KEY_VARIABLES, "PYTHONDONTWRITEBYTECODE")}
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
+
+
+def warm_up() -> None:
+    """Compile this checkout's modules into their bytecode cache (what a first run would do)."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "storyboard"), quiet=1)
 
 
 def _children_cpu() -> float:

@@ -7,7 +7,11 @@ draws: pushes, pans, an orbit, a roll, a static shot, an end-frame dissolve and 
 the real photos in projects/cat-boards/refs; 10 requests, 55 s of video. Baseline, same run: the
 bundled ffmpeg encoding as many 720p frames of ``testsrc2`` with x264 ultrafast (the encoder alone).
 
-    .venv/bin/python benchmarks/preview_cli.py [--quick] [--runs 3]
+``--baseline-tree DIR`` also times the same command with another checkout's package (e.g. an
+unchanged copy of main: ``git archive main | tar -x -C /tmp/base``), its runs interleaved with this
+tree's, so a before/after on a loaded machine compares like with like.
+
+    .venv/bin/python benchmarks/preview_cli.py [--quick] [--runs 3] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.common_arguments(parser)
     parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout to time the same command with")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     report = Report(f"preview provider through the CLI ({args.height}p)")
@@ -79,8 +84,19 @@ def main() -> None:
         from storyboard.workspace import Workspace
 
         argv = storyboard_argv("render", str(project), "--provider", "preview")
-        measured = harness.median_of(runs, lambda: harness.run_process(argv),
-                                     lambda: shutil.rmtree(Workspace.at(project).state_dir, ignore_errors=True))
+
+        def fresh() -> None:
+            shutil.rmtree(Workspace.at(project).state_dir, ignore_errors=True)
+
+        trees = [("this tree", harness.bench_env())]
+        if args.baseline_tree:
+            trees.append((f"baseline {args.baseline_tree}", harness.bench_env(PYTHONPATH=str(args.baseline_tree.resolve()))))
+        results: dict[str, list[harness.Measured]] = {name: [] for name, _ in trees}
+        for _ in range(runs):  # interleaved: load changes hit both trees alike
+            for name, env in trees:
+                fresh()
+                results[name].append(harness.run_process(argv, env=env))
+        measured = harness.median_of(len(results["this tree"]), iter(results["this tree"]).__next__)
         encode = [harness.ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={width}x{args.height}:rate={FPS}",
                   "-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
                   str(Path(tmp) / "baseline.mp4")]
@@ -92,6 +108,12 @@ def main() -> None:
                    measured, figure=f"{realtime:.2f}x realtime ({measured.cpu / seconds:.3f} CPU-s per video-s; "
                                     f"{measured.wall / baseline.wall:.2f}x encode-only)",
                    goal=">= 8x realtime", met=realtime >= 8)
+        if args.baseline_tree:
+            before = harness.median_of(runs, iter(results[trees[1][0]]).__next__)
+            report.add(f"same, baseline tree {args.baseline_tree.name}", harness.shell_text(argv), before,
+                       figure=f"{seconds / before.wall:.2f}x realtime ({before.cpu / seconds:.3f} CPU-s per video-s); "
+                              f"this tree {before.wall / measured.wall:.2f}x faster wall, "
+                              f"{before.cpu / measured.cpu:.2f}x less CPU")
     report.finish(args.json)
 
 

@@ -23,6 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     report = Report("unchanged storyboard run vs validate (preview provider)")
+    harness.warm_up()
     print(harness.machine_line())
     names = ["cat-boards"] if args.quick else harness.examples()
     with harness.bench_folder("rerun") as tmp:

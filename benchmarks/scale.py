@@ -40,6 +40,7 @@ def main() -> None:
     languages = 10 if args.quick else 50
     n_requests = 100 if args.quick else 500
     report = Report("scale")
+    harness.warm_up()
     print(harness.machine_line())
     with harness.bench_folder("scale") as tmp:
         folder = Path(tmp)

@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 7)
     report = Report("start-up and imports")
+    harness.warm_up()
     print(harness.machine_line())
     bare = harness.median_of(runs, lambda: harness.run_process([sys.executable, "-c", "pass"], sample_rss=False))
     report.add("python -c pass (baseline)", "python -c pass", bare)

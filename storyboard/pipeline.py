@@ -25,7 +25,6 @@ question it asks (may I spend?) goes to the ``confirm`` callback. The CLI draws 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
@@ -348,10 +347,10 @@ def check(path: Path | str) -> tuple[LoadedStoryboard, Plan, list[Problem]]:
         loaded = loader.load(path)
     except StoryboardInvalid as error:
         raise StoryboardInvalid(error.problems + _partial_problems(error, error.problems)) from None
-    problems = list(loaded.advisories) + planner.check(loaded)
-    if any(p.severity == "error" for p in problems):
+    planned_problems, plan = planner.check_and_plan(loaded)
+    problems = list(loaded.advisories) + planned_problems
+    if plan is None or any(p.severity == "error" for p in problems):
         raise StoryboardInvalid(problems)
-    plan = planner.plan(loaded)
     cut = cut_problems(loaded, plan)
     if any(p.severity == "error" for p in cut):
         raise StoryboardInvalid(problems + cut)
@@ -591,7 +590,10 @@ async def render_async(
     if all(row.decision == "reuse" for row in the_quote.rows if row.included):
         result = _reused_result(work, chosen.provider, the_quote)
     else:
-        the_provider = open_provider(chosen.provider, work.state_dir, **(provider_options or {}))
+        options = dict(provider_options or {})
+        if chosen.provider == "preview":
+            options.setdefault("crop_ratios", preview_crop_ratios(work))
+        the_provider = open_provider(chosen.provider, work.state_dir, **options)
         try:
             result = await _engine_render(work, the_provider, the_quote.included, concurrency=concurrency,
                                           max_cost_units=max_cost, on_event=emit, **engine_options)
@@ -599,6 +601,27 @@ async def render_async(
             await the_provider.aclose()
     emit(RenderFinished(result, the_quote.free, the_quote.left_out))
     return RenderOutcome(the_quote, result, _render_outcomes(work, result, wanted))
+
+
+def preview_crop_ratios(work: Work) -> dict[str, tuple[float, ...]]:
+    """Request key -> the aspect ratios (width / height) of every output that centre-crops its clip.
+
+    Why the preview needs them: an image-to-video clip follows its start frame, so a 16:9 clip in
+    a 9:16 cut loses two thirds of its width; the preview lays its cards and shot badges out inside
+    what every cropping output keeps (``reframe: blur`` outputs keep the whole clip).
+    """
+    from storyboard.plan import capabilities as caps
+
+    ratios: dict[str, set[float]] = {}
+    for spot in work.spots:
+        if not spot.ok or spot.loaded is None:
+            continue
+        board = spot.loaded.storyboard
+        crops = ([caps.ASPECT_RATIOS[o.aspect_ratio] for o in board.outputs if o.reframe == "crop"]
+                 if board.outputs else [caps.ASPECT_RATIOS[board.defaults.aspect_ratio]])
+        for key in spot.keys:
+            ratios.setdefault(key, set()).update(crops)
+    return {key: tuple(sorted(found)) for key, found in ratios.items()}
 
 
 class SpendDeclined(UserError):
@@ -728,8 +751,8 @@ def assemble(
 def _assemble_spot(work: Work, spot: Spot, wanted: str | None, only_outputs: Sequence[str] | None,
                    failures: dict[str, str], emit: EventSink, force: bool) -> VariantOutcome:
     from storyboard.assemble import timeline
-    from storyboard.render import engine
     from storyboard.render.journal import task_facts
+    from storyboard.render.providers import provider_is_free  # not the engine: cutting renders nothing
 
     if not spot.ok or spot.loaded is None or spot.plan is None:
         return VariantOutcome(spot.id, "invalid", spot.failure)
@@ -747,7 +770,7 @@ def _assemble_spot(work: Work, spot: Spot, wanted: str | None, only_outputs: Seq
             raise UserError(f"not every clip is rendered yet ({shown}): no cut was assembled",
                             f"run `{command}` first (clips already rendered are kept and not paid again)")
         return VariantOutcome(spot.id, "incomplete", f"not rendered yet: {shown} (run `{command}`)")
-    free = engine.is_free(name)
+    free = provider_is_free(name)
     clips = Workspace.at(work.state_dir).rendered_clips(name, [r for r in work.requests if r.key in spot.keys])
     folder = work.cuts_dir(spot, free)
     task_ids, charged = task_facts(work.state_dir, name)
@@ -1143,6 +1166,8 @@ def out_dir(campaign: LoadedCampaign) -> Path:
 
 def run_sync(coroutine: Any) -> Any:
     """Run a pipeline coroutine from synchronous code (the CLI and the public API)."""
+    import asyncio  # here: validate and assemble never run a coroutine (issue 13, start-up)
+
     return asyncio.run(coroutine)
 
 

@@ -12,12 +12,13 @@ import pytest
 from fontTools import subset
 from PIL import ImageFont
 
-from storyboard.assemble import fonts
+from storyboard import fonts
 from storyboard.assemble.fonts import (
     DEFAULT_BOLD_FONT,
     DEFAULT_FONT,
     FontNotFound,
     check_texts,
+    drawn_texts,
     font_file,
     layout_engine,
     load_font,
@@ -231,5 +232,5 @@ def test_every_campaign_variant_draws_its_german_and_accented_copy() -> None:
     for variant in campaign.variants:
         board = load_variant(campaign, variant)
         assert check_texts(board) == [], variant.id
-        texts += [t.text for t in fonts.drawn_texts(board)]
+        texts += [t.text for t in drawn_texts(board)]
     assert any("Café" in t for t in texts) and any("früh" in t for t in texts)

@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "storyboard"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("storyboard.errors", "storyboard.media", "storyboard.workspace"),
+    ("storyboard.errors", "storyboard.media", "storyboard.workspace", "storyboard.fonts"),
     ("storyboard.load",),
     ("storyboard.plan",),
     ("storyboard.render",),

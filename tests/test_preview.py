@@ -22,9 +22,13 @@ from storyboard.plan import ElementRegistration, Request, ShotSlice
 from storyboard.render.providers.base import Job
 from storyboard.render.providers.camera import read_camera
 from storyboard.render.providers.preview import (
+    TITLE_SAFE,
+    Box,
     PreviewProvider,
+    _font,
     preview_size,
     render_preview,
+    safe_area,
     shot_frame_ranges,
 )
 
@@ -399,6 +403,105 @@ def test_unreadable_image_is_a_clear_provider_error(tmp_path):
     request = make_request([one_shot(start=start)], body={"image": start})
     with pytest.raises(ProviderError, match="cannot read image"):
         render(tmp_path, request, {start: bad})
+
+
+# ------------------------------------------------------------------------------------------------
+# cards laid out for the output's ratio, in a font that has the copy's letters
+
+COPY = "Morgen früh probieren — Straße, España, 5 € – naïve Café"
+INK = 180
+"""Luma above which a pixel is text: the cards draw white on a dark panel over a dark picture."""
+
+
+def test_safe_area_is_what_every_centre_crop_keeps():
+    assert safe_area(1280, 720) == Box(0, 0, 1280, 720)
+    vertical = safe_area(1280, 720, (9 / 16,))
+    assert (vertical.width, vertical.height) == (404, 720) and vertical.left == 1280 - vertical.right  # centred
+    assert safe_area(1280, 720, (9 / 16, 1.0, 16 / 9)) == vertical  # the narrowest crop decides
+    square = safe_area(720, 1280, (1.0,))
+    assert (square.left, square.width, square.height) == (0, 720, 720) and square.top == 280
+    assert Box(0, 0, 100, 50).inset(TITLE_SAFE) == Box(5, 3, 95, 47)
+
+
+def ink_columns(frame: np.ndarray) -> np.ndarray:
+    return np.nonzero((frame > INK).any(axis=0))[0]
+
+
+def landscape_card_request(tmp_path: Path) -> tuple[Request, dict[str, Path]]:
+    """A 16:9 two-shot image-to-video clip whose second shot is a card (it continues the scene)."""
+    dark = textured_image(tmp_path / "dark.png", seed=11, size=(1280, 720), tint=(0.3, 0.3, 0.3))
+    start = placeholder_for(dark)
+    shots = [
+        ShotSlice(shot_id="pour-the-coffee-slowly", offset=0, rendered=1, keep=1, prompt="pour", camera="static",
+                  start_image=start),
+        ShotSlice(shot_id="morgen", offset=1, rendered=1, keep=1, prompt=COPY + " " + COPY),
+    ]
+    body = {"image": start, "prompt": "", "multi_shot": True}
+    return make_request(shots, width=640, height=360, body=body), {start: dark}
+
+
+def test_a_card_in_a_landscape_clip_cut_to_9_16_keeps_its_text_inside_the_crop(tmp_path):
+    request, images = landscape_card_request(tmp_path)
+    crop_w = 360 * 9 / 16
+    left, right = (640 - crop_w) / 2, (640 + crop_w) / 2
+    laid_out = frames_of(render(tmp_path, request, images, "vertical.mp4", crop_ratios=(9 / 16,)))
+    whole = frames_of(render(tmp_path, request, images, "whole.mp4"))
+    for number in (6, 36):  # the shot badge, then the card
+        columns = ink_columns(laid_out[number])
+        assert columns.size > 0, number
+        assert left <= columns.min() and columns.max() < right, (number, columns.min(), columns.max())
+    # laid out for the whole frame, the same card reaches past the crop: the check above can fail
+    columns = ink_columns(whole[36])
+    assert columns.min() < left and columns.max() >= right
+
+
+def test_a_vertical_project_with_a_landscape_start_frame_shows_its_card_whole_in_the_cut(make_project):
+    """End to end: plan, preview render and cut; the cut's text equals the clip's, so none is cropped."""
+    from storyboard import pipeline
+
+    project = make_project(
+        f"""
+        version: 1
+        name: vertical
+        defaults: {{aspect_ratio: "9:16", strategy: multi_shot, sound: false}}
+        shots:
+          - {{id: pour, duration: 3, prompt: pour the coffee, start_frame: refs/wide.png, camera: static}}
+          - {{id: morgen, duration: 3, prompt: "{COPY}"}}
+        """,
+        images={"refs/wide.png": (640, 360)},
+    )
+    work, _ = pipeline.load_project(project)
+    outcome = pipeline.run_sync(pipeline.run_async(work, provider="preview", review=False))
+    (cut,) = outcome.outcomes[""].cuts
+    clip = next(iter(outcome.render.result.clips.values()))
+    clip_frames, cut_frames = frames_of(clip), frames_of(cut.video)
+    facts = probe(clip)
+    assert facts.width > facts.height and cut.width < cut.height  # a landscape clip in a vertical cut
+    scale = cut.height / facts.height
+    left = (facts.width - facts.height * cut.width / cut.height) / 2
+    for number in (30, 110):  # the badge of shot pour, the card of shot morgen
+        clip_ink = clip_frames[number] > INK
+        columns = np.nonzero(clip_ink.any(axis=0))[0]
+        assert columns.size and left <= columns.min() and columns.max() < facts.width - left, number
+        cut_ink = int((cut_frames[number] > INK).sum())
+        assert cut_ink == pytest.approx(clip_ink.sum() * scale**2, rel=0.25), number  # nothing of it lost
+        edge = max(1, round(0.02 * cut.width))
+        assert not (cut_frames[number][:, :edge] > INK).any() and not (cut_frames[number][:, -edge:] > INK).any()
+
+
+def test_cards_draw_german_and_accented_copy_with_real_glyphs():
+    """The preview's font maps every character of the copy (its cmap), so none is drawn as a box."""
+    from storyboard.fonts import missing_characters
+
+    for bold in (False, True):
+        font = _font(24, bold)
+        assert missing_characters(COPY, Path(font.path)) == "", font.path
+    # and the glyphs are letters: each accented letter draws differently from the missing-glyph box
+    font = _font(32)
+    tofu = np.asarray(font.getmask("\uffff"))
+    for letter in "üßñé€—–":
+        drawn = np.asarray(font.getmask(letter))
+        assert drawn.shape != tofu.shape or not np.array_equal(drawn, tofu), letter
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -433,9 +434,19 @@ FCM_LINE = "FCM: NON-DROP FRAME"
 """Every output rate is a whole number of frames a second, so timecode never drops frames."""
 
 
-def edl_text(otio_result: Any, fps: int) -> str:
-    """The CMX 3600 EDL of an OTIO timeline (its video track), with the FCM line OTIO leaves out.
+EDL_AUDIO_CHANNELS = {"A1": "A", "A2": "A2"}
+"""OTIO audio track name -> CMX 3600 channel: A1 (the clips' sound) is ``A``, A2 (the bed) ``A2``;
+OTIO's EDL reader files them back on tracks A1 and A2."""
+_EVENT_LINE = re.compile(r"^(?P<number>\d{3})(?P<reel>  \S+ +)(?P<channel>\S+) +(?P<rest>[CD] .*)$")
 
+
+def edl_text(otio_result: Any, fps: int) -> str:
+    """The CMX 3600 EDL of an OTIO timeline, with the FCM line OTIO leaves out and audio events.
+
+    OTIO's writer (otio-cmx3600-adapter) writes only the video track; the audio tracks (A1: the
+    clips' sound, A2: the music bed) are written by the same adapter's event writer, one track at a
+    time, then numbered on after the video events and given their channel (``A``, ``A2``), so an
+    editor conforming the EDL gets the sound and the bed too, with the same reels as the files.
     Reel names are written as they are (``reelname_len=None``): they are the collected files'
     stems, longer than tape-era 8 characters, which file-based NLEs (Resolve, Premiere) accept.
     """
@@ -445,10 +456,45 @@ def edl_text(otio_result: Any, fps: int) -> str:
     text: str = otio.adapters.write_to_string(
         otio_result.deepcopy(), adapter_name="cmx_3600", rate=fps, reelname_len=None
     )
-    lines = text.split("\n")
+    lines = text.rstrip("\n").split("\n")
     at = 1 if lines and lines[0].startswith("TITLE:") else 0
     lines.insert(at, FCM_LINE)
-    return "\n".join(lines)
+    numbers = [int(match["number"]) for line in lines if (match := _EVENT_LINE.match(line))]
+    next_number = max(numbers, default=0) + 1
+    for track in otio_result.tracks:
+        channel = EDL_AUDIO_CHANNELS.get(track.name)
+        if track.kind != otio.schema.TrackKind.Audio or channel is None or not track.enabled:
+            continue
+        if not any(isinstance(child, otio.schema.Clip) for child in track):
+            continue
+        audio_lines, next_number = _audio_events(track, fps, channel, next_number)
+        lines += audio_lines
+    return "\n".join(lines) + "\n"
+
+
+def _audio_events(track: Any, fps: int, channel: str, first_number: int) -> tuple[list[str], int]:
+    """The EDL events of one audio track on ``channel``, numbered from ``first_number``; and the
+    number after the last. Dissolves (crossfades between sounding clips) keep their pair of lines
+    under one number, as the video's do."""
+    import opentimelineio as otio
+    from otio_cmx3600_adapter.cmx_3600 import EDLWriter
+
+    alone = otio.schema.Timeline(tracks=[track.deepcopy()])  # record times are the track's own
+    for clip in alone.find_clips():
+        url = getattr(clip.media_reference, "target_url", None)
+        if url and not clip.metadata.get("cmx_3600", {}).get("reel"):
+            clip.metadata["cmx_3600"] = {"reel": Path(url).stem}  # the collected file, as the video's reels
+    writer = EDLWriter(tracks=alone.tracks, rate=fps, style="avid", reelname_len=None)
+    renumbered: dict[int, int] = {}
+    out: list[str] = []
+    for line in writer.get_content_for_track_at_index(0, title=None).rstrip("\n").split("\n"):
+        match = _EVENT_LINE.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        number = renumbered.setdefault(int(match["number"]), first_number + len(renumbered))
+        out.append(f"{number:03d}{match['reel']}{channel:<5} {match['rest']}")
+    return out, first_number + len(renumbered)
 
 
 @dataclass(frozen=True)
@@ -584,8 +630,13 @@ def _sheet_frame(clip: Path, first: int, middle: int, cover: tuple[int, int] | N
         container.seek(start + int(Fraction(middle) / rate / time_base), stream=stream, backward=True, any_frame=False)
         context = stream.codec_context
         last = None
+        if keyframe is not None and keyframe >= first:
+            last = _keyframe_alone(container, stream, keyframe, index_of)
+            if last is None:  # not the packets expected: start again and decode on as usual
+                container.seek(start + int(Fraction(middle) / rate / time_base), stream=stream, backward=True,
+                               any_frame=False)
         try:
-            for frame in container.decode(stream):
+            for frame in () if last is not None else container.decode(stream):
                 if frame.pts is None:
                     continue
                 last = frame
@@ -605,6 +656,32 @@ def _sheet_frame(clip: Path, first: int, middle: int, cover: tuple[int, int] | N
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
         picture = last.reformat(width=width, height=height, format="rgb24").to_image()
         return SheetFrame(picture, index_of(last))
+
+
+def _keyframe_alone(container: Any, stream: Any, keyframe: int, index_of: Callable[[Any], int]) -> Any:
+    """Decode the keyframe the seek landed on by itself: its packet, then a flush; None when the
+    packets do not start with it (the caller then decodes on as usual).
+
+    Why: an H.264 decoder holds a picture back until the packets after it arrive (B-frame
+    reordering), so decoding "until the first frame" also decodes the next two or three
+    pictures, more than half of the cost (a grainy 1080p keyframe is ~300 KB, ~60 ms). An IDR
+    picture refers to nothing, so it decodes alone, and flushing hands it out at once.
+    """
+    import av
+
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.pts is None:
+            continue
+        if not packet.is_keyframe:
+            return None
+        try:
+            frames = [*context.decode(packet), *context.decode(None)]
+        except av.FFmpegError:
+            return None
+        found = next((frame for frame in frames if frame.pts is not None), None)
+        return found if found is not None and index_of(found) == keyframe else None
+    return None
 
 
 def frame_image(clip: Path, index: int) -> Image.Image:

@@ -655,6 +655,12 @@ def _duck_expression(intervals: list[tuple[float, float]], duck_db: float) -> st
     return f"1-{1 - gain:.6f}*{weight}"
 
 
+SKIP_VIDEO = ("-skip_frame:v", "all")
+"""Input option for a clip read for its audio only: ffmpeg's stream probing would otherwise decode
+a video frame of every clip (a grainy 1080p keyframe: ~50 ms each), for a picture never used.
+Never for a file without video (a bed): there ffmpeg refuses the option."""
+
+
 def _add_audio(graph: _Graph, timeline: Timeline, sounding: dict[Path, bool]) -> str:
     """Add the whole cut's mix to ``graph`` (before loudness normalisation); returns its label,
     exactly total_frames long."""
@@ -669,7 +675,7 @@ def _add_audio(graph: _Graph, timeline: Timeline, sounding: dict[Path, bool]) ->
         if keep and isinstance(item, ShotSegment) and sounding[item.clip]:
             start = item.source_in_frame / item.source_fps
             seek = ["-ss", f"{start:.6f}"] if start > 0 else []
-            n = graph.add_input(*seek, "-t", f"{item.frames / fps + 0.1:.6f}", "-i", str(item.clip))
+            n = graph.add_input(*SKIP_VIDEO, *seek, "-t", f"{item.frames / fps + 0.1:.6f}", "-i", str(item.clip))
             graph.chains.append(f"[{n}:a]asetpts=PTS-STARTPTS,{norm},apad,atrim=end_sample={n_samples}[{label}]")
         else:
             graph.chains.append(f"anullsrc=r={AUDIO_RATE}:cl=stereo,{norm},atrim=end_sample={n_samples}[{label}]")
@@ -1092,6 +1098,12 @@ class CutFiles:
     """``<cut>_media/``: the files the OTIO and EDL link (clips, card stills, the bed)."""
 
 
+def _draw_contact_sheet(cut: Timeline, dest: Path) -> None:
+    from storyboard.assemble import sidefiles
+
+    sidefiles.contact_sheet_image(cut).save(dest, format="PNG")
+
+
 def write_cut(
     cut: Timeline,
     folder: Path,
@@ -1111,18 +1123,22 @@ def write_cut(
 
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{cut.name}.mp4"
-    # The contact sheet (decoding a frame of every clip) is drawn while the video assembles, which
-    # mostly waits on ffmpeg and the disk; every side file is written only once the video is.
+    sheet = folder / f"{cut.name}.contact.png"
+    # The contact sheet (decoding a frame of every clip, then compressing a PNG) is drawn while the
+    # video assembles, which mostly waits on ffmpeg and the disk; it goes to a hidden name and, as
+    # every side file, takes its place only once the video is written.
+    drawn = folder / f".{cut.name}.contact.{os.getpid()}.{threading.get_ident()}.png"
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contact-sheet") as sheet_worker:
-        drawing = sheet_worker.submit(sidefiles.contact_sheet_image, cut)
+        drawing = sheet_worker.submit(_draw_contact_sheet, cut, drawn)
         try:
             report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
-        except BaseException:
-            drawing.cancel()
-            raise
-        subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
-        handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
-        sheet = folder / f"{cut.name}.contact.png"
-        drawing.result().save(sheet, format="PNG")
+            subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
+            handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
+            drawing.result()
+            os.replace(drawn, sheet)
+        finally:
+            if not drawing.cancel():  # a drawing not started never starts; one under way is awaited,
+                drawing.exception()  # so its hidden file cannot appear after it is removed
+            drawn.unlink(missing_ok=True)
     return CutFiles(report=report, video=video, subtitles=subtitles, timeline=handoff.otio, edl=handoff.edl,
                     contact_sheet=sheet, media=handoff.media)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import typer
 
-from storyboard import pipeline
 from storyboard.cli import app, user_errors
 from storyboard.cli.project import PathArgument, print_advisories
 from storyboard.cli.render import (
@@ -36,6 +35,8 @@ def assemble(
     force: bool = typer.Option(False, "--force", help="Rewrite outputs even when nothing they are made from changed."),
 ) -> None:
     """Assemble the declared cuts from rendered clips: out/ (Kling clips) or out/preview/ (previews)."""
+    from storyboard import pipeline
+
     work, problems = pipeline.load_project(path)
     print_advisories(problems)
     reporter = Reporter()
@@ -58,6 +59,8 @@ def run(
 ) -> None:
     """Validate, plan, render and assemble in one command (free preview when no Kling keys are set;
     Kling clips already all rendered are cut as they are, with no keys needed)."""
+    from storyboard import pipeline
+
     budget = parse_max_cost(max_cost)
     work, problems = pipeline.load_project(path)
     print_advisories(problems)

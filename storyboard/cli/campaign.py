@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from storyboard import pipeline as pipelines
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.cli.render import PartialOption, ProviderOption, Reporter, YesOption, confirmer, parse_max_cost
-from storyboard.errors import Problem
-from storyboard.load.campaign import load_campaign, merge_variant_problems
-from storyboard.plan import UNIT_PRICE_USD
-from storyboard.plan import sharing as campaigns
+
+if TYPE_CHECKING:  # the commands import what they use: --help stays light (issue 13)
+    from storyboard import pipeline as pipelines
+    from storyboard.errors import Problem
+    from storyboard.plan import sharing as campaigns
 
 campaign_app = typer.Typer(
     name="campaign",
@@ -34,11 +34,16 @@ VariantOption = typer.Option(None, "--variant", "-v", help="Only this variant id
 
 
 def _plan(path: Path, only: list[str] | None) -> campaigns.CampaignPlan:
+    from storyboard.load.campaign import load_campaign
+    from storyboard.plan import sharing as campaigns
+
     loaded = load_campaign(path)
     return campaigns.plan_campaign(loaded, only=only or None)
 
 
 def _print_problems(problems: list[Problem]) -> None:
+    from storyboard.load.campaign import merge_variant_problems
+
     for problem in merge_variant_problems(problems):
         style = "red" if problem.severity == "error" else "yellow"
         err_console.print(str(problem), style=style, markup=False)
@@ -53,11 +58,15 @@ def _report_invalid(cplan: campaigns.CampaignPlan) -> None:
 
 
 def _money(units: float, free: bool = False) -> str:
+    from storyboard.plan import UNIT_PRICE_USD
+
     return "free" if free else f"${units * UNIT_PRICE_USD:.2f}"
 
 
 def print_campaign_plan(cplan: campaigns.CampaignPlan) -> None:
     """Variants, their requests and what is shared, then the distinct requests and the totals."""
+    from rich.table import Table
+
     table = Table(title=f"Campaign {cplan.campaign.campaign.name}: variants")
     for column in ("variant", "requests", "rendered here", "shared", "reframed", "alone $", "adds $"):
         table.add_column(column, justify="right" if column not in ("variant",) else "left")
@@ -135,6 +144,8 @@ def plan_command(
 
 
 def _work(cplan: campaigns.CampaignPlan) -> pipelines.Work:
+    from storyboard import pipeline as pipelines
+
     return pipelines.campaign_work(cplan)
 
 
@@ -145,6 +156,8 @@ def _reporter(work: pipelines.Work, spots: int) -> Reporter:
 
 
 def _print_outcomes(outcomes: dict[str, pipelines.VariantOutcome]) -> None:
+    from rich.table import Table
+
     table = Table(title="Variants")
     for column in ("variant", "status", "clips", "files / reason"):
         table.add_column(column)
@@ -185,6 +198,8 @@ def render_command(
     variant: list[str] = VariantOption,
 ) -> None:
     """Render the campaign's distinct requests once each, variant by variant, on one budget."""
+    from storyboard import pipeline as pipelines
+
     budget = parse_max_cost(max_cost)
     cplan = _plan(path, variant)
     if not cplan.ok:
@@ -213,6 +228,8 @@ def assemble_command(
     variant: list[str] = VariantOption,
 ) -> None:
     """Cut every rendered variant into out/<variant-id>/ (Kling) or out/preview/<variant-id>/, with review pages."""
+    from storyboard import pipeline as pipelines
+
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
@@ -240,6 +257,8 @@ def run_command(
     variant: list[str] = VariantOption,
 ) -> None:
     """Plan, render and assemble the campaign, then write the review page (free preview without Kling keys)."""
+    from storyboard import pipeline as pipelines
+
     budget = parse_max_cost(max_cost)
     cplan = _plan(path, variant)
     if not cplan.ok:

@@ -28,7 +28,6 @@ import typer
 
 from storyboard.cli import app, console, user_errors
 from storyboard.errors import UserError
-from storyboard.load.schema import STORYBOARD_SCHEMA_FILE, schema_text, storyboard_schema
 from storyboard.workspace import OUT_DIR, STATE_DIR
 
 STARTER = "starter"
@@ -46,6 +45,8 @@ class StarterFile:
 
 def starter_files(project_name: str) -> list[StarterFile]:
     """The files ``init`` writes for a project called ``project_name``."""
+    from storyboard.load.schema import STORYBOARD_SCHEMA_FILE, schema_text, storyboard_schema
+
     starter: Traversable = resources.files("storyboard") / STARTER
     storyboard_text = (starter / "storyboard.yaml").read_text(encoding="utf-8")
     # a JSON string is a valid YAML double-quoted scalar: any folder name stays one value

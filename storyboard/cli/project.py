@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from storyboard import pipeline
 from storyboard.cli import app, console, err_console, user_errors
-from storyboard.errors import Problem
-from storyboard.load.spec import json_schema
-from storyboard.plan import Plan, planner
+
+if TYPE_CHECKING:  # the commands import what they use: --help stays light (issue 13)
+    from rich.table import Table
+
+    from storyboard.errors import Problem
+    from storyboard.plan import Plan
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 
@@ -32,6 +34,8 @@ def validate(path: Path = PathArgument) -> None:
     Exit 0 when valid (advisories may be printed), 1 when not, with every problem as
     file:line:col: path: message.
     """
+    from storyboard import pipeline
+
     loaded, _plan, problems = pipeline.check(path)
     print_advisories(problems)
     storyboard = loaded.storyboard
@@ -44,6 +48,8 @@ def validate(path: Path = PathArgument) -> None:
 
 def plan_table(plan: Plan) -> Table:
     """The plan as a human reads it: one row per paid request, then the decisions behind them."""
+    from rich.table import Table
+
     table = Table(title=f"Plan for {plan.project}", show_lines=False)
     table.add_column("request")
     table.add_column("shots")
@@ -87,6 +93,9 @@ def plan_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Also write the JSON plan to this file."),
 ) -> None:
     """Compile the storyboard into the exact Kling requests, priced, like `terraform plan`."""
+    from storyboard import pipeline
+    from storyboard.plan import planner
+
     started = time.perf_counter()
     _loaded, the_plan, problems = pipeline.check(path)
     document = planner.plan_to_json(the_plan)
@@ -103,4 +112,6 @@ def plan_command(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of storyboard.yaml (for editor autocompletion)."""
+    from storyboard.load.spec import json_schema
+
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

@@ -17,19 +17,20 @@ import sys
 import time
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from storyboard import pipeline
 from storyboard.cli import app, console, err_console, user_errors
 from storyboard.errors import UserError
-from storyboard.plan import UNIT_PRICE_USD
-from storyboard.render import engine
-from storyboard.render.journal import Journal
+
+if TYPE_CHECKING:  # the commands import what they use: --help stays light (issue 13)
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from storyboard import pipeline
+    from storyboard.render import engine
 
 PathArgument = typer.Argument(..., help="A project folder (with storyboard.yaml) or a storyboard file.")
 
@@ -51,12 +52,16 @@ def parse_max_cost(text: str | None) -> float | None:
     if not match:
         raise UserError(f"--max-cost {text!r} is not a cost", hint="write units like 5u or dollars like $2.50")
     if match.group("usd"):
+        from storyboard.plan import UNIT_PRICE_USD
+
         dollars = Decimal(match.group("usd").lstrip("$").strip())
         return float((dollars / Decimal(str(UNIT_PRICE_USD))).quantize(Decimal("0.001"), rounding=ROUND_DOWN))
     return float(match.group("units"))
 
 
 def money(units: float) -> str:
+    from storyboard.plan import UNIT_PRICE_USD
+
     return f"{units:g} units (${units * UNIT_PRICE_USD:.2f})"
 
 
@@ -83,6 +88,10 @@ def confirmer(yes: bool, what: str) -> pipeline.Confirm:
 
 
 def plan_table(quote: pipeline.Quote) -> Table:
+    from rich.table import Table
+
+    from storyboard.plan import UNIT_PRICE_USD
+
     table = Table(title="Render plan (= reuse, ~ resume, + new, - left out)", show_lines=False)
     for column in ("", "request", "model", "mode", "seconds", "units", "USD"):
         table.add_column(column, justify="right" if column in ("seconds", "units", "USD") else "left")
@@ -117,6 +126,8 @@ class Reporter:
     # ---- the render table ------------------------------------------------------------------
 
     def progress_table(self) -> Table:
+        from rich.table import Table
+
         table = Table(show_header=True, box=None)
         for column in ("request", "state", "elapsed", "note"):
             table.add_column(column)
@@ -126,6 +137,8 @@ class Reporter:
         return table
 
     def __call__(self, event: pipeline.Event) -> None:
+        from storyboard import pipeline
+
         if isinstance(event, pipeline.ProviderChosen):
             if event.fallback:
                 err_console.print(
@@ -202,6 +215,8 @@ class Reporter:
         if not err_console.is_terminal:
             return
         if self.bars is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                  TimeElapsedColumn(), console=err_console, transient=True)
             self.bars.start()
@@ -251,6 +266,8 @@ class Reporter:
 
     def start_live(self) -> None:
         if console.is_terminal and self.live is None:
+            from rich.live import Live
+
             self.live = Live(self.progress_table(), console=console, refresh_per_second=4)
             self.live.start()
 
@@ -263,6 +280,8 @@ class LiveReporter(Reporter):
     """A Reporter that opens the live request table once the quote is shown (terminals only)."""
 
     def __call__(self, event: pipeline.Event) -> None:
+        from storyboard import pipeline
+
         super().__call__(event)
         if isinstance(event, pipeline.RenderQuoted) and event.quote.rows:
             self.start_live()
@@ -279,6 +298,7 @@ def render(
     concurrency: int = ConcurrencyOption,
 ) -> None:
     """Render every request of the plan (resuming earlier runs); asks before spending money."""
+    from storyboard import pipeline
     from storyboard.cli.project import print_advisories
 
     budget = parse_max_cost(max_cost)
@@ -303,8 +323,11 @@ def status(
                                  "and by person, today and in all, and the daily cap."),
 ) -> None:
     """What is rendered, running, failed, and what it cost, from the project's journal."""
+    from rich.table import Table
+
     from storyboard.load.loader import find_storyboard
-    from storyboard.render.journal import journal_exists
+    from storyboard.plan import UNIT_PRICE_USD
+    from storyboard.render.journal import Journal, journal_exists
 
     file = find_storyboard(path)
     project_dir = file.parent

@@ -402,6 +402,15 @@ def check(loaded: LoadedStoryboard) -> list[Problem]:
     return _planned(loaded).findings.problems
 
 
+def check_and_plan(loaded: LoadedStoryboard) -> tuple[list[Problem], Plan | None]:
+    """``check`` and ``plan`` from one planning pass: every problem, and the plan when none is an
+    error. Why: planning renders every prompt through Jinja (compiling each shot's text), the
+    most of a long storyboard's check; ``validate`` and ``run`` need both answers."""
+    planning = _planned(loaded)
+    problems = planning.findings.problems
+    return problems, None if planning.findings.has_errors else planning.to_plan()
+
+
 def plan(loaded: LoadedStoryboard) -> Plan:
     """The exact, priced Kling requests of a storyboard; raises ``StoryboardInvalid`` on any error."""
     planning = _planned(loaded)

@@ -24,24 +24,31 @@ PROVIDER_CLASSES = {
 """Provider name -> (module, class), imported on first use (Kling's client pulls in httpx and jwt)."""
 PROVIDER_NAMES = tuple(PROVIDER_CLASSES)
 
+FREE = {"kling": False, "preview": True}
+"""Each provider class's ``free``, known without importing the class (tests hold them equal): the
+Kling module pulls in httpx, jwt and asyncio (~0.1 s), which ``storyboard assemble`` never uses."""
 
-def _provider_class(name: str) -> Any:
+
+def _known(name: str) -> str:
     if name not in PROVIDER_CLASSES:
         raise UserError(f"unknown provider {name!r}", hint=f"use one of: {', '.join(PROVIDER_NAMES)}")
-    module, attribute = PROVIDER_CLASSES[name]
+    return name
+
+
+def _provider_class(name: str) -> Any:
+    module, attribute = PROVIDER_CLASSES[_known(name)]
     return getattr(import_module(module), attribute)
 
 
 def provider_is_free(name: str) -> bool:
     """Whether rendering with the named provider costs nothing (its class's ``free``)."""
-    return bool(_provider_class(name).free)
+    return FREE[_known(name)]
 
 
 def choose_provider_name(requested: str | None, project_dir: Path) -> str:
     """The provider a render uses: ``requested``, else kling when credentials exist, else preview."""
     if requested:
-        _provider_class(requested)
-        return requested
+        return _known(requested)
     from storyboard.render.providers.kling import KlingCredentials
 
     return "kling" if KlingCredentials.from_env(project_dir) else "preview"
