@@ -10,6 +10,7 @@ Layout (relative to the project folder)::
     .storyboard/journal.sqlite          the journal (claims, tasks, charges), unless STORYBOARD_JOURNAL names a shared one
     .storyboard/render.lock             one render per project at a time
     .storyboard/clips/<provider>/<key>.mp4   verified clips, content-addressed per provider
+    .storyboard/clips/<provider>/<key>.watermarked.mp4   Kling's watermarked copy, when asked for
     .storyboard/frames/<key>.png        last frames for chaining
     .storyboard/preview-work/           the preview provider's cache
     .storyboard/assemble-work/          the assembler's scratch files
@@ -78,6 +79,10 @@ class Workspace:
     def clip(self, provider: str, key: str) -> Path:
         """Clips are content-addressed per provider: a preview clip never satisfies a Kling request."""
         return self.clips_dir(provider) / f"{key}.mp4"
+
+    def watermarked_clip(self, provider: str, key: str) -> Path:
+        """The watermarked copy Kling made of a clip when asked (a side file, never assembled)."""
+        return self.clips_dir(provider) / f"{key}.watermarked.mp4"
 
     def frame(self, key: str) -> Path:
         return self.state_dir / "frames" / f"{key}.png"

@@ -143,6 +143,7 @@ def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(na
     with serve(fake) as base_url:
         monkeypatch.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
         monkeypatch.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
+        monkeypatch.setenv("KLINGAI_API_KEY", fake.api_keys[0])  # the new-standard API takes only an API key
         monkeypatch.setenv("KLINGAI_BASE_URL", base_url)
         first = CliRunner().invoke(app, ["render", str(project), "--yes", "--concurrency", "4"])
         assert first.exit_code == 0, first.output
@@ -170,6 +171,7 @@ def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(na
         assert meta["cost"]["charged"] is True and meta["cost"]["units"] == pytest.approx(float(task.units))
     assert fake.access_key not in first.output + second.output
     assert fake.secret_key not in first.output + second.output
+    assert fake.api_keys[0] not in first.output + second.output
 
 
 @pytest.mark.parametrize("name", PROJECTS)

@@ -10,7 +10,7 @@ import pytest
 from storyboard.load.loader import load
 from storyboard.plan import IMAGE_SCHEME, planner
 
-EXAMPLE = Path(__file__).parent / "data" / "projects" / "turbo-drafts"
+EXAMPLE = Path(__file__).resolve().parents[1] / "projects" / "turbo-drafts"
 
 
 def _plan(make_project, yaml_text: str, images: dict | None = None):

@@ -249,9 +249,9 @@ def test_unbounded_inline_templates_stop_fast_with_a_located_error(make_project,
         "name: demo\n" + ALIAS_BOMB + "shots:\n  - id: a\n    duration: 5\n    prompt: " + repr(prompt) + "\n"
     )
     loaded = load(project)
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = [p for p in planner.check(loaded) if p.severity == "error"]
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0  # CPU, so a loaded machine does not fail it
     assert (problem.location.line, problem.location.path) == (16, "shots[0].prompt")
     assert message in problem.message, problem.message
 
@@ -261,9 +261,9 @@ def test_a_bound_passed_in_a_template_file_is_located_at_its_line(make_project) 
         "name: demo\n" + ALIAS_BOMB + "defaults: {template: house}\nshots:\n  - {id: a, duration: 5, prompt: hi}\n",
         files={"templates/house.j2": "{{ shot.prompt }}\n\n{{ vars.l8 | length }}\n"},
     )
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = problems_of(project)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0  # CPU, so a loaded machine does not fail it
     assert problem.location.file.endswith("templates/house.j2") and problem.location.line == 3
     assert "vars.l8 expands to" in problem.message and "template value limit" in problem.message
 
@@ -322,8 +322,8 @@ def test_an_alias_bomb_in_a_shots_own_vars_stops_fast_too(make_project) -> None:
     project = make_project(
         "name: demo\nshots:\n  - id: a\n    duration: 5\n    prompt: \"{{ shot.vars.l8 }}\"\n    vars:\n" + bomb + "\n"
     )
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = problems_of(project)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0  # CPU, so a loaded machine does not fail it
     assert (problem.location.line, problem.location.path) == (5, "shots[0].prompt")
     assert "shots[0].vars.l8 expands to 1,210,689,028 characters and items" in problem.message

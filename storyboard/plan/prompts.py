@@ -85,6 +85,17 @@ class ReferenceNotUsable(jinja2.TemplateRuntimeError):
     """``ref()`` was asked for a reference the target request cannot show the model."""
 
 
+def _render_inline_text(env: BoundedSandbox, source: str, context: dict[str, Any]) -> str | None:
+    """An inline text rendered; plain text (no ``{``, so no Jinja tag can start) is its own output.
+
+    Why the shortcut: most prompts are plain prose, and compiling each one through Jinja was most of
+    the time of planning a long storyboard (1,000 shots: about 2 ms a prompt).
+    """
+    if "{" not in source:
+        return source.strip() or None
+    return render_bounded(_inline_template(env, source), context).strip() or None
+
+
 def collapse(text: str) -> str:
     return " ".join(text.split())
 
@@ -119,7 +130,7 @@ class PromptRenderer:
                 continue
             at = self.findings.at("shots", shot.index, field_name)
             try:
-                texts[field_name] = render_bounded(_inline_template(self.env, source), context).strip() or None
+                texts[field_name] = _render_inline_text(self.env, source, context)
             except jinja2.TemplateSyntaxError as exc:
                 self.findings.template_error(
                     at, f"template syntax error in the {field_name} (line {exc.lineno} of it): {exc.message}"

@@ -178,6 +178,8 @@ PRICE_PER_SECOND: dict[tuple[str, str], dict[str, str]] = {
     ("kling-v1-6", "silent"): {"std": "0.4", "pro": "0.7"},
     ("kling-v2-1", "silent"): {"std": "0.4", "pro": "0.7"},
     ("kling-v2-master", "silent"): {"none": "2.0"},
+    # kling-api-2.md §7.9: Kling 3.0 Turbo (new-standard API only), audio always included.
+    ("kling-v3-turbo", "audio"): {"std": "0.8", "pro": "1.0"},
     ("kling-v2-1-master", "silent"): {"none": "2.0"},
 }
 """Units per generated second by (model, feature) and mode (``"none"`` for models without modes)."""
@@ -307,6 +309,8 @@ class FakeTask:
     """Scripted length of the result video (else the requested shots)."""
     reported_seconds: float | None = None
     """Scripted duration the task reports (else the video's length)."""
+    api: str = "legacy"
+    """Which API created it: "legacy" (``/v1``) or "new" (``tests.fakes.kling_standard``)."""
 
     @property
     def duration(self) -> float:
@@ -439,6 +443,10 @@ class FakeKling:
         self._lock = threading.RLock()
         self._random = random.Random(seed)
         self._id_counter = itertools.count(1)
+        from tests.fakes.kling_standard import StandardApi  # late: that module builds on this one
+
+        self.standard = StandardApi(self)
+        """The new-standard routes of this same account (``/text-to-video/{model}``, ``GET /tasks``...)."""
 
     # ------------------------------------------------------------------ seams
 
@@ -568,15 +576,15 @@ class FakeKling:
         if self._is_cdn(host, path):
             return "download"
         if method == "POST" and (path.rstrip("/") in {f"/v1/videos/{f}" for f in VIDEO_FAMILIES}
-                                 or path.rstrip("/") == f"/v1/general/{ELEMENTS_FAMILY}"):
+                                 or path.rstrip("/") == f"/v1/general/{ELEMENTS_FAMILY}"
+                                 or self.standard.is_create_path(path)):
             return "create"
         if method == "GET":
             return "query"
         return "other"
 
-    @staticmethod
-    def _is_video_create_path(path: str) -> bool:
-        return path.rstrip("/") in {f"/v1/videos/{f}" for f in VIDEO_FAMILIES}
+    def _is_video_create_path(self, path: str) -> bool:
+        return path.rstrip("/") in {f"/v1/videos/{f}" for f in VIDEO_FAMILIES} or self.standard.is_create_path(path)
 
     def _next_fault(self, target: str) -> Fault | None:
         for fault in self._faults:
@@ -635,6 +643,8 @@ class FakeKling:
                 if method == "POST":
                     return self._delete_element(self._json_body(request))
                 raise KlingError(1202, f"{method} is not supported on {path}")
+        if self.standard.handles(path):
+            return self.standard.route(request, path)
         raise KlingError(1203, f"{path} does not exist (not emulated by the fake)")
 
     # ------------------------------------------------------------------ auth
@@ -709,16 +719,7 @@ class FakeKling:
         external_id = body.get("external_task_id")
         if external_id is not None and external_id in self._by_external:
             return self._duplicate(external_id)
-        if self.units_balance is not None:
-            committed = self._charged_exact + sum(
-                (Decimal(t.units_text) for t in self.tasks.values() if t.active and t.family in VIDEO_FAMILIES),
-                Decimal(0))
-            if committed + render.units > Decimal(str(self.units_balance)):
-                raise KlingError(1102, f"Resource pack exhausted: this task needs {units_text(render.units)} units")
-        if self.concurrency_limit is not None:
-            running = sum(1 for t in self.tasks.values() if t.active and t.family in VIDEO_FAMILIES)
-            if running >= self.concurrency_limit:
-                raise KlingError(1303)
+        self._check_capacity(render.units)
         now = self._now_ms()
         script = self._scripted(external_id, body, self.polls_to_finish)
         task = FakeTask(
@@ -732,6 +733,19 @@ class FakeKling:
         self._store(task)
         self.creates[external_id or ""] += 1
         return self._ok(self._create_data(task))
+
+    def _check_capacity(self, units: Decimal) -> None:
+        """Refuse a create the resource pack (1102) or the parallel-task limit (1303) cannot take.
+
+        Counts the video tasks of both APIs: it is one account, one pack, one limit.
+        """
+        video_tasks = [t for t in self.tasks.values() if t.active and (t.family in VIDEO_FAMILIES or t.api == "new")]
+        if self.units_balance is not None:
+            committed = self._charged_exact + sum((Decimal(t.units_text) for t in video_tasks), Decimal(0))
+            if committed + units > Decimal(str(self.units_balance)):
+                raise KlingError(1102, f"Resource pack exhausted: this task needs {units_text(units)} units")
+        if self.concurrency_limit is not None and len(video_tasks) >= self.concurrency_limit:
+            raise KlingError(1303)
 
     def _store(self, task: FakeTask) -> None:
         self.tasks[task.task_id] = task
@@ -1578,6 +1592,9 @@ def _seconds_text(seconds: float) -> str:
 def _prompts(body: dict[str, Any]) -> str:
     """All prompt text of a body (top level and shots), for prompt-substring scripting."""
     texts = [body.get("prompt") or ""]
+    contents = body.get("contents")  # a new-standard body (tests.fakes.kling_standard)
+    if isinstance(contents, list):
+        texts += [c.get("text") or "" for c in contents if isinstance(c, dict) and c.get("type") == "prompt"]
     shots = body.get("multi_prompt")
     if isinstance(shots, list):
         texts += [s.get("prompt") or "" for s in shots if isinstance(s, dict)]

@@ -3,7 +3,10 @@
 Why: end-to-end tests run the real CLI in a subprocess, which cannot take an in-process
 ``httpx.MockTransport``; pointing ``KLINGAI_BASE_URL`` at this server exercises the real HTTP stack
 (connection handling, timeouts, streaming downloads) against the same fake state the test asserts on.
-Result URLs then point at ``<base_url>/cdn/videos/...`` on this same server.
+Result URLs then point at ``<base_url>/cdn/videos/...`` on this same server. Both of Kling's APIs
+are served on that one host from the one fake account: the legacy ``/v1/...`` routes and the
+new-standard ones (``/text-to-video/{model}``, ``GET /tasks``..., ``tests/fakes/kling_standard.py``),
+so one ``KLINGAI_BASE_URL`` serves a storyboard that mixes them.
 
 Network faults map to what a client sees on a real socket: ``drop_before_create`` and
 ``drop_after_create`` close the connection without an answer (httpx raises RemoteProtocolError);
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeKling(polls_to_finish=args.polls)
     with serve(fake, port=args.port) as base_url:
         print(f"fake Kling at {base_url}  (KLINGAI_BASE_URL={base_url})")
-        print(f"access key {fake.access_key}; static API key {fake.api_keys[0]}")
+        print(f"access key {fake.access_key}; static API key {fake.api_keys[0]} (the new-standard API takes only this)")
         print("Ctrl-C to stop")
         try:
             while True:

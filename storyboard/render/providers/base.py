@@ -45,6 +45,8 @@ class TaskState:
     duration: float | None = None
     """Seconds of the result video as the provider reports them (Kling: ``"5.1"``, ``"5.041"``):
     slightly more than requested is normal, so a download is checked against this and the request."""
+    watermark_url: str | None = None
+    """The watermarked copy of the result, when the request asked for one (kling-api-2.md §9)."""
     adopted: bool = False
     """The task existed before this run asked for it (an earlier render under the same external id,
     paid then): it is followed and downloaded, never paid again."""

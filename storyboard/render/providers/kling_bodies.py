@@ -1,0 +1,49 @@
+"""A planned body made concrete for sending: the placeholders of both Kling wire forms resolved.
+
+Why one resolver for both wires: the plan's bodies carry ``image://``, ``frame://`` and
+``element://`` placeholders so they can be priced and shown before any file is read or element
+registered. Both APIs take raw base64 images (no ``data:`` prefix, kling-api.md §2, kling-api-2.md
+§7.3); they differ only in how an element id is spelled (legacy an int64, new-standard a string),
+so that one difference is the caller's ``element_as``. Nothing else changes: the body sent is the
+body that was priced and shown.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storyboard.errors import InternalError
+from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME
+from storyboard.render.providers.base import Job
+
+
+def concrete_body(job: Job, element_as: Callable[[int], Any]) -> dict[str, Any]:
+    """A deep copy of ``job.request.body`` with every placeholder replaced by what Kling takes."""
+    cache: dict[str, str] = {}
+
+    def concrete(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: concrete(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [concrete(v) for v in value]
+        if isinstance(value, str):
+            if value.startswith((IMAGE_SCHEME, FRAME_SCHEME)):
+                if value not in cache:
+                    path = job.images.get(value)
+                    if path is None:
+                        raise InternalError(f"request {job.request.id}: no file for placeholder {value}")
+                    cache[value] = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                return cache[value]
+            if value.startswith(ELEMENT_SCHEME):
+                if value not in job.elements:
+                    raise InternalError(f"request {job.request.id}: element {value} is not registered")
+                return element_as(int(job.elements[value]))
+        return value
+
+    body = concrete(job.request.body)
+    if not isinstance(body, dict):
+        raise InternalError(f"request {job.request.id}: its body is not an object")
+    return body
