@@ -951,9 +951,9 @@ class OutputsRecord:
 
 def render_failures(work: Work, provider_name: str) -> dict[str, str]:
     """Request key -> why its last render failed, from the journal (so assemble can say why)."""
-    from storyboard.render.journal import Journal
+    from storyboard.render.journal import Journal, journal_exists
 
-    if not Workspace.at(work.state_dir).journal_file.is_file():
+    if not journal_exists(work.state_dir):
         return {}
     keys = {request.key for request in work.requests}
     with Journal.open(work.state_dir) as journal:

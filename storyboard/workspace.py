@@ -7,7 +7,7 @@ stage asks a ``Workspace`` for its paths; no other module spells ``.storyboard``
 
 Layout (relative to the project folder)::
 
-    .storyboard/journal.sqlite          the journal (claims, tasks, charges)
+    .storyboard/journal.sqlite          the journal (claims, tasks, charges), unless STORYBOARD_JOURNAL names a shared one
     .storyboard/render.lock             one render per project at a time
     .storyboard/clips/<provider>/<key>.mp4   verified clips, content-addressed per provider
     .storyboard/clips/<provider>/<key>.watermarked.mp4   Kling's watermarked copy, when asked for

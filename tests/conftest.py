@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL, a schema per test)
+
 ImageSpec = tuple[int, int] | tuple[int, int, str]
 """(width, height) or (width, height, Pillow format); the format defaults to the file's extension."""
 

@@ -62,7 +62,7 @@ def test_help_loads_typer_and_rich_only(tmp_path):
     assert "storyboard.pipeline" not in ours and not any(m.startswith("storyboard.render") for m in ours), sorted(ours)
 
 
-@pytest.mark.parametrize("command", ["plan", "render", "assemble", "run", "status", "campaign"])
+@pytest.mark.parametrize("command", ["plan", "render", "assemble", "run", "status", "campaign", "journal"])
 def test_help_of_each_command_stays_light(tmp_path, command):
     """A command's own --help is drawn from its signature: the work it does is not imported.
 

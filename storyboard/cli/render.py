@@ -317,25 +317,36 @@ def render(
 
 @app.command()
 @user_errors
-def status(path: Path = PathArgument) -> None:
+def status(
+    path: Path = typer.Argument(Path("."), help="A project folder (with storyboard.yaml) or a storyboard file."),
+    account: bool = typer.Option(False, "--account", help="What the account spent (shared journal): by project "
+                                 "and by person, today and in all, and the daily cap."),
+) -> None:
     """What is rendered, running, failed, and what it cost, from the project's journal."""
     from rich.table import Table
 
     from storyboard.load.loader import find_storyboard
     from storyboard.plan import UNIT_PRICE_USD
-    from storyboard.render.journal import Journal
-    from storyboard.workspace import Workspace
+    from storyboard.render.journal import Journal, journal_exists
 
     file = find_storyboard(path)
     project_dir = file.parent
-    if not Workspace.at(project_dir).journal_file.is_file():
+    if not journal_exists(project_dir):
         console.print(f"nothing rendered yet in {project_dir} (no journal)", markup=False)
         return
+    if account:
+        from storyboard.cli.journal import print_account
+
+        with Journal.open(project_dir) as journal:
+            print_account(journal)
+        return
     with Journal.open(project_dir) as journal:
-        records = journal.records()
-        runs = journal.runs()
-        charged = journal.units_charged()
-    table = Table(title=f"Journal of {project_dir}")
+        mine = journal.project if journal.shared else None  # a shared journal holds the whole team's rows
+        records = journal.records(project=mine)
+        runs = journal.runs(project=mine)
+        charged = sum((r.units or 0.0) + r.prior_units for r in records) if mine else journal.units_charged()
+        where = f" (shared journal {journal.store.location}, project {mine})" if mine else ""
+    table = Table(title=f"Journal of {project_dir}{where}")
     for column in ("provider", "request", "state", "attempt", "task", "units", "note"):
         table.add_column(column)
     labels = {"downloaded": "rendered", "submitted": "running", "claimed": "unknown", "succeeded": "to download"}

@@ -67,7 +67,16 @@ from storyboard.plan import (
     Plan,
     Request,
 )
-from storyboard.render.journal import AlreadyClaimed, Journal, RequestRecord, external_task_id_for, journal_path
+from storyboard.render.journal import (
+    IN_FLIGHT,
+    AccountBudgetExceeded,
+    AlreadyClaimed,
+    Journal,
+    RequestRecord,
+    claim_timeout,
+    external_task_id_for,
+    journal_exists,
+)
 from storyboard.render.providers import provider_is_free
 from storyboard.render.providers.base import Job, Provider, TaskState
 from storyboard.workspace import Workspace
@@ -193,7 +202,7 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
     the units this run may newly spend on it. Reads the journal without creating one."""
     project_dir = Path(project_dir)
     records: dict[str, RequestRecord] = {}
-    if journal_path(project_dir).is_file():
+    if journal_exists(project_dir):
         with Journal.open(project_dir) as journal:
             records = {r.key: r for r in journal.records(provider_name)}
     free = is_free(provider_name)
@@ -273,6 +282,10 @@ class _Budget:
             self.charged += charged
 
 
+class _ClaimedElsewhere(Exception):
+    """A render elsewhere (another checkout or machine on the shared journal) holds the request's row."""
+
+
 class _Stop(Exception):
     """Ends one request's coroutine with a final state (failed/skipped) and a reason."""
 
@@ -312,6 +325,9 @@ class _Run:
         self.element_tasks: dict[str, asyncio.Task[int]] = {}
         self.fatal: AccountError | None = None
         self.run_id = 0
+        self.shared = journal.shared
+        """Other machines use this journal: a row held by another render is waited for, not resumed."""
+        self.claim_timeout = claim_timeout()
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -340,6 +356,17 @@ class _Run:
         future.set_result(clip)
 
     async def _render(self, request: Request) -> Path:
+        """Render one request; on a shared journal, a claim lost to another render is waited for
+        (then its clip downloaded here) and the request looked at again."""
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return await self._render_once(request)
+            except _ClaimedElsewhere:
+                if not self.shared:
+                    raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+        raise _Stop("skipped", "other renders kept claiming this request; run again when they have finished")
+
+    async def _render_once(self, request: Request) -> Path:
         for upstream in request.depends_on:
             if upstream in self.finished and await self.finished[upstream] is None:
                 raise _Stop("skipped", f"the request it continues from ({self._id_of(upstream)}) did not render")
@@ -355,6 +382,11 @@ class _Run:
             self.emit(request, "reused", "clip already rendered")
             return clip
         job = await self._job(request, record)
+        if record is not None and record.state in IN_FLIGHT and record.owner != self.journal.owner:
+            held = await self._hold_or_wait(request, job, record)
+            if isinstance(held, Path):
+                return held
+            record = held
         if record and record.task_id and record.state in ("submitted", "succeeded", "downloaded"):
             self.emit(request, "resumed", f"task {record.task_id} from an earlier run")
             state = await self._follow(request, job, record.task_id, reserved=None)
@@ -380,6 +412,57 @@ class _Run:
             state = await self._create(request, job, claim=True)
         else:
             state = await self._create(request, job, claim=True)
+        return await self._download(request, job, state)
+
+    async def _hold_or_wait(self, request: Request, job: Job, record: RequestRecord) -> RequestRecord | Path:
+        """Own an in-flight row before working on it, or wait for the render that owns it.
+
+        A local journal has one render at a time (the project lock): its in-flight rows are a crashed
+        run's, taken over at once. On a shared journal the owner may be alive on another machine:
+        while its heartbeat is fresh this render waits, then downloads the clip from the recorded
+        result URL into its own checkout (nothing is created twice); once the owner has been quiet
+        for ``claim_timeout`` seconds (crashed, killed, unplugged) the row is taken over and resumed
+        the usual way: a task id is followed, a claim without one is looked up by its external id
+        before anything is sent.
+        """
+        if not self.shared:
+            return self.journal.take_over(self.name, request.key, None) or record
+        interval = min(self.poll_initial, max(0.2, self.claim_timeout / 4))
+        announced = False
+        current: RequestRecord | None = record
+        while True:
+            if current is None or current.state not in IN_FLIGHT:
+                if current is not None and current.state == "failed":
+                    raise _Stop("failed", f"the render that held it ({_who(current.owner)}) failed it: "
+                                          f"{current.error or 'no reason given'}; run again to retry it")
+                if current is not None and current.state == "downloaded" and current.video_url:
+                    return await self._download_shared(request, job, current)
+                raise _ClaimedElsewhere()  # gone or a vanished-clip note: look at the request again
+            if current.owner == self.journal.owner:
+                return current
+            if current.state == "succeeded" and current.video_url:
+                return await self._download_shared(request, job, current)
+            quiet = self.journal.quiet_for(current)
+            if quiet >= self.claim_timeout:
+                taken = self.journal.take_over(self.name, request.key, self.claim_timeout)
+                if taken is not None:
+                    then = (f"its task {taken.task_id} is followed, not paid again" if taken.task_id else
+                            "its task is looked up by its external id before anything is sent")
+                    self.emit(request, "resumed", f"taken over from {_who(current.owner)} (no heartbeat for "
+                                                  f"{quiet:.0f} s); {then}")
+                    return taken
+            elif not announced:
+                announced = True
+                self.emit(request, "processing", f"rendered by {_who(current.owner)}; waiting for its result")
+            await self.sleep(interval)
+            current = self.journal.get(self.name, request.key)
+
+    async def _download_shared(self, request: Request, job: Job, record: RequestRecord) -> Path:
+        """The clip of a task another render created, fetched from the result URL it recorded."""
+        self.emit(request, "resumed", f"task {record.task_id} was rendered by {_who(record.owner)}; "
+                                      "downloading its result (not paid again)")
+        state = TaskState(task_id=record.task_id or "", status="succeed", video_url=record.video_url,
+                          units_charged=record.units, duration=record.reported_duration)
         return await self._download(request, job, state)
 
     def _id_of(self, key: str) -> str:
@@ -469,7 +552,7 @@ class _Run:
                 self.journal.adopt(self.name, request.key, request.id, external_id, attempt, found.task_id,
                                    request.units, self.run_id)
             except AlreadyClaimed:
-                raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+                raise _ClaimedElsewhere() from None
             if found.status == "failed":
                 self._record_earlier_failure(request, found)
                 continue
@@ -512,7 +595,10 @@ class _Run:
                                                     units, self.run_id)
                     except AlreadyClaimed:
                         await self.budget.settle(units, 0.0)
-                        raise _Stop("skipped", "another render claimed this request; run again when it has finished") from None
+                        raise _ClaimedElsewhere() from None
+                    except AccountBudgetExceeded as refusal:
+                        await self.budget.settle(units, 0.0)
+                        raise _Stop("skipped", f"budget: {refusal}") from None
                     job = self._with_external_id(job, record.external_task_id)
                 created = await self._send_create(request, job, units)
                 self.journal.mark_submitted(self.name, request.key, created.task_id, adopted=created.adopted)
@@ -645,6 +731,18 @@ class _Run:
         return f"it is paid for{by} ({units:g} units, ${units * UNIT_PRICE_USD:.2f})"
 
 
+def _who(owner: str | None) -> str:
+    """``user@host`` of a row's owner (its pid and token are noise in a message)."""
+    return owner.split("/", 1)[0] if owner else "an earlier render"
+
+
+async def _beat(journal: Journal, interval: float) -> None:
+    """Keep this render's claims alive on a shared journal until the run ends (cancelled then)."""
+    while True:
+        await asyncio.sleep(interval)
+        journal.heartbeat()
+
+
 def _lock_project(project_dir: Path):
     """One render per project at a time: the journal's claims guard rows, this guards the whole run."""
     lock_file = Workspace.at(project_dir).render_lock
@@ -703,9 +801,12 @@ async def render(
                events=events, sleep=sleep, clock=clock, poll_initial=poll_initial, poll_max=poll_max,
                poll_timeout=poll_timeout)
     outcome = "crashed"
+    heartbeat: asyncio.Task[None] | None = None
     try:
         _clean_partial_downloads(project_dir, provider.name)
         run.run_id = journal.start_run(provider.name, plan.storyboard)
+        if journal.shared:
+            heartbeat = asyncio.create_task(_beat(journal, max(0.1, run.claim_timeout / 4)))
         loop = asyncio.get_running_loop()
         for request in plan.requests:
             run.finished[request.key] = loop.create_future()
@@ -728,6 +829,11 @@ async def render(
     finally:
         for task in run.element_tasks.values():
             task.cancel()
+        if heartbeat is not None:
+            heartbeat.cancel()
+            # A heartbeat that died (the database went away) says so through the calls below too.
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        journal.release()
         journal.finish_run(run.run_id, outcome) if run.run_id else None
         journal.close()
         lock.close()
