@@ -137,8 +137,40 @@ def _cut_order(loaded: LoadedStoryboard, plan: Plan) -> list[Request]:
     return [request for _, request in ordered]
 
 
+def fixed_takes(loaded: LoadedStoryboard) -> dict[str, int]:
+    """Shot id -> the take the storyboard asks for (``take:`` on a shot)."""
+    return {shot.id: shot.take for shot in loaded.storyboard.shots if getattr(shot, "take", None)}
+
+
+def take_choices(state_dir: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Take-1 key -> the take the review chose (newest approved, else newest), and why, from the journal.
+
+    Empty without a journal; reading never creates one (``validate`` and ``plan`` stay side-effect free).
+    """
+    from storyboard.render.journal import Journal
+
+    if not Workspace.at(state_dir).journal_file.is_file():
+        return {}, {}
+    with Journal.open(state_dir) as journal:
+        choices = journal.take_choices()
+        reasons = {}
+        for record in journal.takes():
+            if choices.get(record.base_key) == record.take and record.reason:
+                reasons[record.base_key] = record.reason
+    return choices, reasons
+
+
+def _at_takes(loaded: LoadedStoryboard, plan: Plan, choices: tuple[dict[str, int], dict[str, str]] | None = None
+              ) -> tuple[Plan, dict[str, str]]:
+    from storyboard.plan.takes import with_takes
+
+    chosen, reasons = choices if choices is not None else take_choices(loaded.project_dir)
+    return with_takes(plan, fixed=fixed_takes(loaded), chosen=chosen, reasons=reasons)
+
+
 def project_work(loaded: LoadedStoryboard, plan: Plan) -> Work:
-    """A project as a campaign of one variant."""
+    """A project as a campaign of one variant (each request at the take its storyboard or review chose)."""
+    plan, _ = _at_takes(loaded, plan)
     ordered = tuple(_cut_order(loaded, plan))
     spot = Spot("", loaded, plan, tuple(r.key for r in plan.requests))
     return Work(plan.project, loaded.project_dir, loaded.project_dir, (spot,), ordered, None, plan.storyboard)
@@ -154,15 +186,18 @@ def campaign_work(cplan: CampaignPlan) -> Work:
     requests: list[Request] = []
     seen: set[str] = set()
     distinct_keys = {use.request.key: use.owner for use in cplan.distinct}
+    choices = take_choices(cplan.campaign.project_dir)
     for item in cplan.variants:
         vid = item.variant.id
         if not item.ok or item.loaded is None or item.plan is None:
             spots.append(Spot(vid, item.loaded, None, (), item.failure or "invalid"))
             continue
-        keys = tuple(use.request.key for use in cplan.uses[vid])
-        spots.append(Spot(vid, item.loaded, item.plan, keys))
-        for request in _cut_order(item.loaded, item.plan):
-            if request.key in seen or distinct_keys.get(request.key) != vid:
+        plan, renamed = _at_takes(item.loaded, item.plan, choices)
+        original = {new_key: old_key for old_key, new_key in renamed.items()}
+        keys = tuple(renamed.get(use.request.key, use.request.key) for use in cplan.uses[vid])
+        spots.append(Spot(vid, item.loaded, plan, keys))
+        for request in _cut_order(item.loaded, plan):
+            if request.key in seen or distinct_keys.get(original.get(request.key, request.key)) != vid:
                 continue
             seen.add(request.key)
             requests.append(request.model_copy(update={"id": f"{vid}/{request.id}"}))

@@ -299,6 +299,10 @@ class Shot(Settings):
     voices: list[str] = Field(default_factory=list, max_length=2, description="Kling voice ids (kling-v2-6 pro).")
     caption: str | None = Field(None, description="Text overlay shown over this shot in the cut.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Template values for this shot only.")
+    take: int | None = Field(
+        None, ge=1, le=99, description="Which take of this shot the cut uses (2 or more: a deliberate re-take, paid once); "
+        "default: the newest approved in review, else the newest."
+    )
 
 
 class Group(Strict):

@@ -83,7 +83,56 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE requests ADD COLUMN reported_duration REAL;
     """,
+    # 3: takes (a request rendered again on purpose: each take is its own requests row under its
+    # own key, see plan.takes) and the review's verdicts on them
+    """
+    CREATE TABLE takes (
+        base_key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (base_key, take)
+    );
+    CREATE TABLE verdicts (
+        base_key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        shot TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (base_key, take, shot)
+    );
+    """,
 ]
+
+
+Verdict = Literal["approved", "rejected"]
+
+
+@dataclass(frozen=True)
+class TakeRecord:
+    """A take beyond the first, asked for on purpose (take 1 of every request is implicit)."""
+
+    base_key: str
+    take: int
+    key: str
+    request_id: str
+    reason: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """The review's word on one shot of one take."""
+
+    base_key: str
+    take: int
+    shot: str
+    verdict: Verdict
+    comment: str
+    updated_at: float
 
 
 class AlreadyClaimed(Exception):
@@ -323,6 +372,52 @@ class Journal:
             query += " AND provider=?"
             args = (provider,)
         return float(self._db.execute(query, args).fetchone()[0])
+
+    # ---- takes and verdicts ----------------------------------------------------------------
+
+    def add_take(self, base_key: str, take: int, key: str, request_id: str, reason: str | None = None) -> None:
+        """Record that take ``take`` of ``base_key`` was asked for (kept if it already was)."""
+        self._db.execute(
+            "INSERT INTO takes (base_key, take, key, request_id, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (base_key, take) DO NOTHING",
+            (base_key, take, key, request_id, reason, self._clock()),
+        )
+
+    def takes(self, base_key: str | None = None) -> list[TakeRecord]:
+        if base_key is None:
+            rows = self._db.execute("SELECT * FROM takes ORDER BY base_key, take")
+        else:
+            rows = self._db.execute("SELECT * FROM takes WHERE base_key=? ORDER BY take", (base_key,))
+        return [TakeRecord(**dict(row)) for row in rows]
+
+    def record_verdict(self, base_key: str, take: int, shot: str, verdict: Verdict, comment: str = "") -> None:
+        """The review's latest word on a shot of a take replaces the earlier one."""
+        self._db.execute(
+            "INSERT INTO verdicts (base_key, take, shot, verdict, comment, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (base_key, take, shot) DO UPDATE SET verdict=excluded.verdict, comment=excluded.comment,"
+            " updated_at=excluded.updated_at",
+            (base_key, take, shot, verdict, comment, self._clock()),
+        )
+
+    def verdicts(self) -> list[VerdictRecord]:
+        rows = self._db.execute("SELECT * FROM verdicts ORDER BY base_key, take, shot")
+        return [VerdictRecord(**dict(row)) for row in rows]
+
+    def take_choices(self) -> dict[str, int]:
+        """Take-1 key -> the take a cut uses: the newest approved, else the newest (only keys with takes
+        or verdicts; every other request is at take 1)."""
+        newest: dict[str, int] = {}
+        for record in self.takes():
+            newest[record.base_key] = max(newest.get(record.base_key, 1), record.take)
+        approved: dict[str, set[int]] = {}
+        rejected: dict[str, set[int]] = {}
+        for verdict in self.verdicts():
+            (approved if verdict.verdict == "approved" else rejected).setdefault(verdict.base_key, set()).add(verdict.take)
+        choices = {}
+        for base in set(newest) | set(approved):
+            good = approved.get(base, set()) - rejected.get(base, set())
+            choices[base] = max(good) if good else newest.get(base, 1)
+        return choices
 
     # ---- elements -------------------------------------------------------------------------
 
