@@ -1302,6 +1302,14 @@ def review_notes(state_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return notes
 
 
+def vtt_data_url(vtt: Path) -> str:
+    """The captions inline as a ``data:`` URL: Chromium refuses a ``<track>`` file from ``file://``
+    (each file is its own origin there), and the page must work opened from the disk."""
+    import base64
+
+    return "data:text/vtt;charset=utf-8;base64," + base64.b64encode(vtt.read_bytes()).decode("ascii")
+
+
 def _review_cut(cut: CutFile, folder: Path) -> Any:
     """A cut as the page shows it: relative links, its WebVTT captions and a poster frame."""
     from storyboard.assemble.review import ReviewCut, relative_link, write_poster
@@ -1312,7 +1320,7 @@ def _review_cut(cut: CutFile, folder: Path) -> Any:
         name=cut.name, video=relative_link(cut.video, folder), duration=cut.duration, aspect_ratio=cut.aspect_ratio,
         width=cut.width, height=cut.height,
         contact_sheet=relative_link(cut.contact_sheet, folder) if cut.contact_sheet else None,
-        subtitles=relative_link(vtt, folder) if vtt.is_file() else None,
+        subtitles=vtt_data_url(vtt) if vtt.is_file() else None,
         poster=relative_link(poster, folder) if poster else None,
     )
 
