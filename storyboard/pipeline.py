@@ -168,6 +168,11 @@ def _at_takes(loaded: LoadedStoryboard, plan: Plan, choices: tuple[dict[str, int
     return with_takes(plan, fixed=fixed_takes(loaded), chosen=chosen, reasons=reasons)
 
 
+def plan_at_takes(loaded: LoadedStoryboard, plan: Plan) -> Plan:
+    """The plan with each request at the take its storyboard or review chose (what render will send)."""
+    return _at_takes(loaded, plan)[0]
+
+
 def project_work(loaded: LoadedStoryboard, plan: Plan) -> Work:
     """A project as a campaign of one variant (each request at the take its storyboard or review chose)."""
     plan, _ = _at_takes(loaded, plan)

@@ -182,3 +182,14 @@ def test_review_file_errors_are_clear(make_project, tmp_path):
     bad.write_text("[]")
     result = CliRunner().invoke(app, ["review", "apply", str(bad), str(project)])
     assert result.exit_code == 1 and "not a storyboard review file" in result.output
+
+
+def test_a_storyboard_take_is_planned_as_a_paid_retake(make_project):
+    project = make_project(STORYBOARD.replace("    caption: The coast\n", "    caption: The coast\n    take: 2\n"))
+    result = CliRunner().invoke(app, ["plan", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "r01-one (take 2)" in result.output and "take 2 (the storyboard's take)" in result.output
+    assert "chained from r01-one" in result.output  # shot two starts from take 2's last frame
+    assert not (project / ".storyboard").exists()  # planning reads no journal into being
+    document = json.loads(CliRunner().invoke(app, ["plan", str(project), "--json"]).output)
+    assert [r.get("take", 1) for r in document["requests"]] == [2, 1, 1]
