@@ -46,7 +46,7 @@ def assemble(
         reporter.close()
     made = outcomes.get("")
     if made is not None and made.cuts:  # the project's review page, beside the cuts
-        console.print(f"review page: {pipeline.write_project_review(work, made, made.provider)}", markup=False)
+        console.print(f"review page: {reporter._shown(pipeline.write_project_review(work, made, made.provider))}", markup=False)
 
 
 @app.command()
