@@ -136,8 +136,45 @@ def _cut_order(loaded: LoadedStoryboard, plan: Plan) -> list[Request]:
     return [request for _, request in ordered]
 
 
+def fixed_takes(loaded: LoadedStoryboard) -> dict[str, int]:
+    """Shot id -> the take the storyboard asks for (``take:`` on a shot)."""
+    return {shot.id: int(shot.take) for shot in loaded.storyboard.shots if shot.take}
+
+
+def take_choices(state_dir: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Take-1 key -> the take the review chose (newest approved, else newest), and why, from the journal.
+
+    Empty without a journal; reading never creates one (``validate`` and ``plan`` stay side-effect free).
+    """
+    from storyboard.render.journal import Journal
+
+    if not Workspace.at(state_dir).journal_file.is_file():
+        return {}, {}
+    with Journal.open(state_dir) as journal:
+        choices = journal.take_choices()
+        reasons = {}
+        for record in journal.takes():
+            if choices.get(record.base_key) == record.take and record.reason:
+                reasons[record.base_key] = record.reason
+    return choices, reasons
+
+
+def _at_takes(loaded: LoadedStoryboard, plan: Plan, choices: tuple[dict[str, int], dict[str, str]] | None = None
+              ) -> tuple[Plan, dict[str, str]]:
+    from storyboard.plan.takes import with_takes
+
+    chosen, reasons = choices if choices is not None else take_choices(loaded.project_dir)
+    return with_takes(plan, fixed=fixed_takes(loaded), chosen=chosen, reasons=reasons)
+
+
+def plan_at_takes(loaded: LoadedStoryboard, plan: Plan) -> Plan:
+    """The plan with each request at the take its storyboard or review chose (what render will send)."""
+    return _at_takes(loaded, plan)[0]
+
+
 def project_work(loaded: LoadedStoryboard, plan: Plan) -> Work:
-    """A project as a campaign of one variant."""
+    """A project as a campaign of one variant (each request at the take its storyboard or review chose)."""
+    plan, _ = _at_takes(loaded, plan)
     ordered = tuple(_cut_order(loaded, plan))
     spot = Spot("", loaded, plan, tuple(r.key for r in plan.requests))
     return Work(plan.project, loaded.project_dir, loaded.project_dir, (spot,), ordered, None, plan.storyboard)
@@ -153,15 +190,18 @@ def campaign_work(cplan: CampaignPlan) -> Work:
     requests: list[Request] = []
     seen: set[str] = set()
     distinct_keys = {use.request.key: use.owner for use in cplan.distinct}
+    choices = take_choices(cplan.campaign.project_dir)
     for item in cplan.variants:
         vid = item.variant.id
         if not item.ok or item.loaded is None or item.plan is None:
             spots.append(Spot(vid, item.loaded, None, (), item.failure or "invalid"))
             continue
-        keys = tuple(use.request.key for use in cplan.uses[vid])
-        spots.append(Spot(vid, item.loaded, item.plan, keys))
-        for request in _cut_order(item.loaded, item.plan):
-            if request.key in seen or distinct_keys.get(request.key) != vid:
+        plan, renamed = _at_takes(item.loaded, item.plan, choices)
+        original = {new_key: old_key for old_key, new_key in renamed.items()}
+        keys = tuple(renamed.get(use.request.key, use.request.key) for use in cplan.uses[vid])
+        spots.append(Spot(vid, item.loaded, plan, keys))
+        for request in _cut_order(item.loaded, plan):
+            if request.key in seen or distinct_keys.get(original.get(request.key, request.key)) != vid:
                 continue
             seen.add(request.key)
             requests.append(request.model_copy(update={"id": f"{vid}/{request.id}"}))
@@ -774,12 +814,17 @@ def _assemble_spot(work: Work, spot: Spot, wanted: str | None, only_outputs: Seq
     clips = Workspace.at(work.state_dir).rendered_clips(name, [r for r in work.requests if r.key in spot.keys])
     folder = work.cuts_dir(spot, free)
     task_ids, charged = task_facts(work.state_dir, name)
+    notes = review_notes(work.state_dir)
     record = OutputsRecord.read(Workspace.at(work.out_root))
     cuts = []
     for cut in timeline.build_timelines(_timeline_view(spot.loaded), spot.plan, clips, only=list(only_outputs) if only_outputs else None):
         mine = {segment.request.key for segment in cut.shots}
-        side = {"task_ids": {k: v for k, v in task_ids.items() if k in mine},
-                "costs": {k: v for k, v in charged.items() if k in mine}}
+        side: dict[str, Any] = {"task_ids": {k: v for k, v in task_ids.items() if k in mine},
+                                "costs": {k: v for k, v in charged.items() if k in mine}}
+        reviewed = {segment.request.key: notes[_base(segment.request)] for segment in cut.shots
+                    if _base(segment.request) in notes}
+        if reviewed:  # only then: a cut nobody reviewed keeps its output key (not remade on upgrade)
+            side["reviews"] = reviewed
         made = _write_or_keep(work, spot, cut, folder, name, side, record, emit, force)
         cuts.append(made)
         emit(CutWritten(spot.id, made))
@@ -803,9 +848,12 @@ def _write_or_keep(work: Work, spot: Spot, cut: Timeline, folder: Path, provider
     def progress(stage: str, done: int, total: int) -> None:
         emit(CutProgress(spot.id, cut.name, stage, done, total))
 
-    files = write_cut(cut, folder, work_dir=work_dir, task_ids=side["task_ids"], costs=side["costs"], progress=progress)
+    files = write_cut(cut, folder, work_dir=work_dir, task_ids=side["task_ids"], costs=side["costs"], progress=progress,
+                      reviews=side.get("reviews"))
     facts = probe(files.video)
-    written = tuple(p for p in (files.video, files.subtitles, files.timeline, files.edl, files.contact_sheet) if p)
+    vtt = files.subtitles.with_suffix(".vtt") if files.subtitles else None
+    written = tuple(p for p in (files.video, files.subtitles, vtt, files.timeline, files.edl, files.contact_sheet)
+                    if p and p.is_file())
     made = CutFile(
         name=cut.name, video=files.video, duration=facts.duration, frames=facts.frames,
         aspect_ratio=cut.output.aspect_ratio, width=facts.width, height=facts.height,
@@ -1028,6 +1076,9 @@ async def run_async(
     if work.campaign is not None and review:
         for page in write_reviews(work.campaign, outcomes, render_provider):
             emit(ReviewWritten(page))
+    elif review and outcomes.get("") is not None and outcomes[""].cuts:
+        page = write_project_review(work, outcomes[""], outcomes[""].provider or render_provider)
+        emit(ReviewWritten(page))
     return RunOutcome(rendered, outcomes, page)
 
 
@@ -1101,6 +1152,12 @@ def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provi
 
     free = engine.is_free(provider_name)
     folder = Workspace.at(cplan.campaign.folder).cuts_dir(free)
+    if len(cplan.variants) < len(cplan.campaign.variants):
+        # A partial assemble (-v a -v b) must not drop the other variants from the page: show them
+        # all, the others with what is on disk beside the page.
+        from storyboard.plan.sharing import plan_campaign
+
+        cplan = plan_campaign(cplan.campaign)
     merged = dict(outcomes)
     for item in cplan.variants:
         vid = item.variant.id
@@ -1109,6 +1166,7 @@ def write_review(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome], provi
     # A free provider charges nothing: show $0.00 rather than "unknown".
     charges = {} if free else charged_units(cplan, provider_name)
     page = review_from_campaign(cplan, merged, folder, provider=provider_name, charged_units=charges)
+    page = with_review_details(page, campaign_work(cplan), merged, provider_name, folder)
     existing = folder / PAGE_NAME
     try:
         if existing.read_text(encoding="utf-8") == render_review_page(page):
@@ -1246,3 +1304,392 @@ def review_from_campaign(cplan: CampaignPlan, outcomes: dict[str, VariantOutcome
         usd_charged=None if total_charged is None else round(total_charged, 4),
         provider=provider,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The review loop: takes on the page, verdicts in the journal, re-takes of what was rejected
+# --------------------------------------------------------------------------------------------
+
+REVIEW_FORMAT = "storyboard-review/1"
+
+
+def _base(request: Request) -> str:
+    return request.base_key or request.key
+
+
+def review_notes(state_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Take-1 key -> every verdict on any take of it (for the cut's OTIO markers); empty without a journal."""
+    from storyboard.render.journal import Journal
+
+    if not Workspace.at(state_dir).journal_file.is_file():
+        return {}
+    with Journal.open(state_dir) as journal:
+        verdicts = journal.verdicts()
+    notes: dict[str, list[dict[str, Any]]] = {}
+    for verdict in verdicts:
+        notes.setdefault(verdict.base_key, []).append(
+            {"take": verdict.take, "shot": verdict.shot, "verdict": verdict.verdict, "comment": verdict.comment})
+    return notes
+
+
+def vtt_data_url(vtt: Path) -> str:
+    """The captions inline as a ``data:`` URL: Chromium refuses a ``<track>`` file from ``file://``
+    (each file is its own origin there), and the page must work opened from the disk."""
+    import base64
+
+    return "data:text/vtt;charset=utf-8;base64," + base64.b64encode(vtt.read_bytes()).decode("ascii")
+
+
+def _review_cut(cut: CutFile, folder: Path) -> Any:
+    """A cut as the page shows it: relative links, its WebVTT captions and a poster frame."""
+    from storyboard.assemble.review import ReviewCut, relative_link, write_poster
+
+    vtt = cut.video.with_suffix(".vtt")
+    poster = write_poster(cut.video, cut.video.with_suffix(".poster.jpg")) if cut.video.is_file() else None
+    return ReviewCut(
+        name=cut.name, video=relative_link(cut.video, folder), duration=cut.duration, aspect_ratio=cut.aspect_ratio,
+        width=cut.width, height=cut.height,
+        contact_sheet=relative_link(cut.contact_sheet, folder) if cut.contact_sheet else None,
+        subtitles=vtt_data_url(vtt) if vtt.is_file() else None,
+        poster=relative_link(poster, folder) if poster else None,
+    )
+
+
+def _review_shots(work: Work, spot: Spot, provider: str, folder: Path, notes: dict[str, str]) -> tuple[Any, ...]:
+    """Each shot of a spot with every take of its request (clips side by side, recorded verdicts)."""
+    from storyboard.assemble.review import ReviewShot, ReviewTake, relative_link
+    from storyboard.plan.takes import take_key
+    from storyboard.render.journal import Journal
+
+    if spot.plan is None:
+        return ()
+    takes: dict[str, set[int]] = {}
+    verdicts: dict[tuple[str, int, str], tuple[str, str]] = {}
+    if Workspace.at(work.state_dir).journal_file.is_file():
+        with Journal.open(work.state_dir) as journal:
+            for record in journal.takes():
+                takes.setdefault(record.base_key, set()).add(record.take)
+            for verdict in journal.verdicts():
+                verdicts[(verdict.base_key, verdict.take, verdict.shot)] = (verdict.verdict, verdict.comment)
+    workspace = Workspace.at(work.state_dir)
+    shots = []
+    for request in spot.plan.requests:
+        base = _base(request)
+        numbers = sorted({1, request.take} | takes.get(base, set()))
+        for piece in request.shots:
+            row = []
+            for number in numbers:
+                key = take_key(base, number)
+                clip = workspace.clip(provider, key)
+                said = verdicts.get((base, number, piece.shot_id), ("", ""))
+                row.append(ReviewTake(number, key, relative_link(clip, folder) if clip.is_file() else None,
+                                      number == request.take, said[0], said[1]))
+            note = notes.get(piece.shot_id) or ("; ".join(n for n in request.notes if n.startswith(("take ", "rendered again"))))
+            shots.append(ReviewShot(piece.shot_id, piece.prompt, piece.caption, request.id, note, spot=spot.id,
+                                    base_key=base, takes=tuple(row)))
+    return tuple(shots)
+
+
+def with_review_details(page: ReviewPage, work: Work, outcomes: dict[str, VariantOutcome], provider: str,
+                        folder: Path) -> ReviewPage:
+    """The campaign page with the review loop's parts: takes per shot, WebVTT captions, posters."""
+    variants = []
+    for variant in page.variants:
+        try:
+            spot = work.spot(variant.id)
+        except KeyError:
+            variants.append(variant)
+            continue
+        outcome = outcomes.get(variant.id)
+        cuts = tuple(_review_cut(cut, folder) for cut in outcome.cuts) if outcome is not None else variant.cuts
+        notes = {shot.id: shot.note for shot in variant.shots}
+        shots = _review_shots(work, spot, provider, folder, notes) or variant.shots
+        variants.append(dataclasses.replace(variant, cuts=cuts, shots=shots))
+    return dataclasses.replace(page, variants=tuple(variants))
+
+
+def _existing_project_cuts(work: Work, folder: Path) -> tuple[CutFile, ...]:
+    from storyboard.media import probe
+
+    spot = work.spots[0]
+    if spot.loaded is None:
+        return ()
+    outputs = spot.loaded.storyboard.outputs
+    cuts = []
+    for output in outputs or []:
+        video = folder / f"{output.name}.mp4"
+        if video.is_file():
+            try:
+                facts = probe(video)
+            except MediaError:
+                continue
+            sheet = video.with_suffix(".contact.png")
+            cuts.append(CutFile(output.name, video, facts.duration, facts.frames, str(output.aspect_ratio), facts.width,
+                                facts.height, sheet if sheet.is_file() else None))
+    if not outputs and (folder / "main.mp4").is_file():
+        video = folder / "main.mp4"
+        facts = probe(video)
+        sheet = video.with_suffix(".contact.png")
+        cuts.append(CutFile("main", video, facts.duration, facts.frames, "", facts.width, facts.height,
+                            sheet if sheet.is_file() else None))
+    return tuple(cuts)
+
+
+def write_project_review(work: Work, outcome: VariantOutcome | None, provider_name: str) -> Path:
+    """A project's review page: ``out/index.html`` (paid) or ``out/preview/index.html`` (free), one card."""
+    from storyboard.assemble.review import PAGE_NAME, ReviewPage, ReviewVariant, render_review_page, write_review_page
+    from storyboard.plan import UNIT_PRICE_USD
+    from storyboard.render import engine
+    from storyboard.render.journal import task_facts
+
+    free = engine.is_free(provider_name)
+    folder = Workspace.at(work.out_root).cuts_dir(free)
+    spot = work.spots[0]
+    cut_files = outcome.cuts if outcome is not None and outcome.cuts else _existing_project_cuts(work, folder)
+    charged = None
+    if not free:
+        _, units = task_facts(work.state_dir, provider_name)
+        known = [units[r.key] for r in work.requests if r.key in units]
+        charged = round(sum(known) * UNIT_PRICE_USD, 4) if known else None
+    usd = round(sum(r.usd for r in work.requests), 4)
+    status = outcome.status if outcome is not None else ("assembled" if cut_files else "planned")
+    variant = ReviewVariant(
+        id="", label=work.name, assignment={}, status=status, reason=outcome.reason if outcome else None,
+        usd_estimated=usd, usd_alone=usd, usd_charged=0.0 if free else charged,
+        cuts=tuple(_review_cut(cut, folder) for cut in cut_files),
+        shots=_review_shots(work, spot, provider_name, folder, {}),
+    )
+    page = ReviewPage(title=work.name, variables={}, variants=(variant,), usd_before=usd, usd_after=usd,
+                      usd_charged=0.0 if free else charged, provider=provider_name)
+    existing = folder / PAGE_NAME
+    try:
+        if existing.read_text(encoding="utf-8") == render_review_page(page):
+            return existing
+    except OSError:
+        pass
+    return write_review_page(page, folder)
+
+
+@dataclass(frozen=True)
+class ShotVerdict:
+    """One shot verdict of a ``review.json``: which spot, shot and take (by the key the page showed)."""
+
+    spot: str
+    shot: str
+    key: str
+    verdict: str
+    comment: str = ""
+
+
+def read_review_file(path: Path | str) -> tuple[list[ShotVerdict], list[dict[str, Any]]]:
+    """The shot verdicts and cut verdicts of an exported ``review.json``; a clear error naming the entry."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the review file: {error.strerror or error}",
+                        "export it from the review page (Export review.json)") from None
+    except ValueError as error:
+        raise UserError(f"{path}: not JSON: {error}", "export it again from the review page") from None
+    if not isinstance(data, dict) or data.get("format") != REVIEW_FORMAT:
+        raise UserError(f"{path}: not a storyboard review file (format {REVIEW_FORMAT!r} expected)",
+                        "export it from the review page (Export review.json)")
+    shots = []
+    for index, entry in enumerate(data.get("shots") or []):
+        where = f"{path}: shots[{index}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected an object", "export the file again from the review page")
+        verdict = entry.get("verdict") or ""
+        if verdict not in ("approved", "rejected", ""):
+            raise UserError(f"{where}.verdict: {verdict!r} is not approved or rejected", "use approved or rejected")
+        for name in ("shot", "key"):
+            if not isinstance(entry.get(name), str) or not entry.get(name):
+                raise UserError(f"{where}.{name}: missing", "export the file again from the review page")
+        shots.append(ShotVerdict(str(entry.get("spot") or ""), entry["shot"], entry["key"], verdict,
+                                 str(entry.get("comment") or "")))
+    cuts = [entry for entry in data.get("cuts") or [] if isinstance(entry, dict)]
+    return shots, cuts
+
+
+@dataclass(frozen=True)
+class Retake:
+    """A request the review sends back: a new take (rejected), or rendered again because it is chained."""
+
+    spot: str
+    request: Request
+    reason: str
+
+
+@dataclass
+class ApplyOutcome:
+    """What ``review apply`` did: the verdicts recorded, the re-takes, the render and the new cuts."""
+
+    recorded: int
+    retakes: list[Retake]
+    run: RunOutcome | None
+    ignored: list[str] = field(default_factory=list)
+    """Verdicts that name no shot of the current plan (said why)."""
+
+
+def _find_shot(work: Work, verdict: ShotVerdict) -> tuple[Spot, Request, int] | None:
+    """The spot and request of a verdict, and the take its key names (any take of the shot's request)."""
+    from storyboard.plan.takes import take_key
+
+    try:
+        spot = work.spot(verdict.spot)
+    except KeyError:
+        return None
+    if spot.plan is None:
+        return None
+    try:
+        request, _ = spot.plan.request_for_shot(verdict.shot)
+    except KeyError:
+        return None
+    base = _base(request)
+    for number in range(1, 100):
+        if take_key(base, number) == verdict.key:
+            return spot, request, number
+    return None
+
+
+async def review_apply_async(
+    path: Path | str,
+    review_file: Path | str,
+    *,
+    provider: str | None = None,
+    max_cost: float | None = None,
+    confirm: Confirm | None = None,
+    on_event: EventSink | None = None,
+    concurrency: int = 2,
+    provider_options: dict[str, Any] | None = None,
+    **engine_options: Any,
+) -> ApplyOutcome:
+    """Record the review's verdicts, re-take exactly the rejected shots, render, reassemble, rewrite the page.
+
+    Approved takes are never rendered again: a rejection of a take someone approved is ignored
+    (said why). A rejected shot's request gets a new take (the next number); requests chained from
+    it by ``start_frame: previous`` are rendered again with their new start frame (the plan says
+    why). Nothing is recorded as a new take until the spend is confirmed, so a declined apply
+    leaves the project as it was (its verdicts aside).
+    """
+    from storyboard.render.journal import Journal
+
+    emit = on_event or _ignore
+    shots, _cuts = read_review_file(review_file)
+    campaign = _reviews_campaign(path, shots)
+
+    def reload() -> Work:
+        return load_campaign(path) if campaign else load_project(path)[0]
+
+    work = reload()
+    found: list[tuple[ShotVerdict, Spot, Request, int]] = []
+    ignored: list[str] = []
+    for verdict in shots:
+        hit = _find_shot(work, verdict)
+        label = f"{verdict.spot + '/' if verdict.spot else ''}{verdict.shot}"
+        if hit is None:
+            ignored.append(f"{label}: no such shot or take in the current plan (the storyboard changed since the review?)")
+            continue
+        found.append((verdict, *hit))
+    approved = {(_base(r), take) for v, _, r, take in found if v.verdict == "approved"}
+    with Journal.open(work.state_dir) as journal:
+        for verdict, _spot, request, take in found:
+            if verdict.verdict:
+                journal.record_verdict(_base(request), take, verdict.shot, cast(Any, verdict.verdict), verdict.comment)
+        existing = {(t.base_key, t.take) for t in journal.takes()}
+    rejected: dict[str, tuple[Spot, Request, ShotVerdict]] = {}
+    for verdict, spot, request, take in found:
+        base = _base(request)
+        label = f"{spot.id + '/' if spot.id else ''}{verdict.shot}"
+        if verdict.verdict != "rejected":
+            continue
+        if (base, take) in approved:
+            ignored.append(f"{label}: take {take} is approved elsewhere in the review; approved takes are not rendered again")
+            continue
+        if take != request.take:
+            ignored.append(f"{label}: take {take} is not the one in the cut (take {request.take}); nothing re-taken")
+            continue
+        rejected.setdefault(base, (spot, request, verdict))
+    newest = {base: max([1] + [t for b, t in existing if b == base]) for base in rejected}
+    chosen = {base: newest[base] + 1 for base in rejected}
+    reasons = {base: f"re-take: rejected in review{': ' + v.comment if v.comment else ''}" for base, (_, _, v) in rejected.items()}
+    retakes: list[Retake] = []
+    if rejected:
+        choices, old_reasons = take_choices(work.state_dir)
+        retake_work = _with_choices(work, {**choices, **chosen}, {**old_reasons, **reasons})
+        before = {r.key for r in work.requests}
+        for spot in retake_work.spots:
+            for request in spot.plan.requests if spot.plan else []:
+                if request.key in before or any(r.request.key == request.key for r in retakes):
+                    continue
+                why = reasons.get(_base(request)) if request.take > 1 and _base(request) in chosen else next(
+                    (n for n in request.notes if n.startswith("rendered again")), "rendered again")
+                retakes.append(Retake(spot.id, request, why or "re-take"))
+        chosen_provider = choose_provider(provider, retake_work).provider
+        the_quote = quote(retake_work, chosen_provider, budget=max_cost)
+        if not the_quote.free and the_quote.to_spend > 0 and (confirm is None or not confirm(the_quote)):
+            raise SpendDeclined("nothing was sent and no take was added: spending was not confirmed",
+                                "confirm the spend (--yes on the command line, yes=True in Python); the verdicts are recorded")
+        with Journal.open(work.state_dir) as journal:
+            for base, (_spot, request, _verdict) in rejected.items():
+                take_request = next(r.request for r in retakes if _base(r.request) == base)
+                journal.add_take(base, chosen[base], take_request.key, request.id, reasons[base])
+        # Planned again from the journal: the same code path every later command takes.
+        work = reload()
+    confirmed: Confirm | None = (lambda _quote: True) if rejected else confirm
+    # Only the cuts the review touched are rendered and cut again (their OTIO carries the comments);
+    # the page is written from the whole campaign, the others from what is on disk.
+    new_keys = {retake.request.key for retake in retakes}
+    touched = {verdict.spot for verdict, *_ in found} | {s.id for s in work.spots if new_keys & set(s.keys)}
+    spots = tuple(s for s in work.spots if s.id in touched and s.ok)
+    needed = {key for s in spots for key in s.keys}
+    work = dataclasses.replace(work, spots=spots, requests=tuple(r for r in work.requests if r.key in needed))
+    if not spots:
+        return ApplyOutcome(sum(1 for v, *_ in found if v.verdict), retakes, None, ignored)
+    outcome = await run_async(work, provider=provider, max_cost=max_cost, confirm=confirmed, on_event=emit,
+                              concurrency=concurrency, provider_options=provider_options, **engine_options)
+    return ApplyOutcome(sum(1 for v, *_ in found if v.verdict), retakes, outcome, ignored)
+
+
+def _reviews_campaign(path: Path | str, shots: list[ShotVerdict]) -> bool:
+    """Whether a review is of a campaign: the path is one, or its folder holds one and the review names variants.
+
+    (A campaign's folder usually holds its base ``storyboard.yaml`` too, which alone reads as a project.)
+    """
+    from storyboard.load.campaign import CAMPAIGN_FILE_NAMES
+
+    if is_campaign(path):
+        return True
+    folder = Path(path).expanduser()
+    folder = folder if folder.is_dir() else folder.parent
+    return any(v.spot for v in shots) and any((folder / name).is_file() for name in CAMPAIGN_FILE_NAMES)
+
+
+def _with_choices(work: Work, chosen: dict[str, int], reasons: dict[str, str]) -> Work:
+    """``work`` planned again with these take choices (what a re-take would render, before recording it)."""
+    from storyboard.plan.takes import with_takes
+
+    if work.campaign is not None:
+        spots, requests, seen = [], [], set()
+        for spot in work.spots:
+            if spot.plan is None or spot.loaded is None:
+                spots.append(spot)
+                continue
+            original = next(item.plan for item in work.campaign.variants if item.variant.id == spot.id)
+            assert original is not None
+            plan, renamed = with_takes(original, fixed=fixed_takes(spot.loaded), chosen=chosen, reasons=reasons)
+            keys = tuple(renamed.get(k, k) for k in (u.request.key for u in work.campaign.uses[spot.id]))
+            spots.append(dataclasses.replace(spot, plan=plan, keys=keys))
+            for request in _cut_order(spot.loaded, plan):
+                if request.key not in seen:
+                    seen.add(request.key)
+                    requests.append(request.model_copy(update={"id": f"{spot.id}/{request.id}"}))
+        return dataclasses.replace(work, spots=tuple(spots), requests=tuple(requests))
+    spot = work.spots[0]
+    assert spot.loaded is not None
+    from storyboard.plan import planner
+
+    plan, _ = with_takes(planner.plan(spot.loaded), fixed=fixed_takes(spot.loaded), chosen=chosen, reasons=reasons)
+    # Not project_work: it would apply the journal's choices again over these.
+    single = Spot("", spot.loaded, plan, tuple(r.key for r in plan.requests))
+    return dataclasses.replace(work, spots=(single,), requests=tuple(_cut_order(spot.loaded, plan)))

@@ -35,6 +35,23 @@ class ReviewCut:
     height: int = 0
     contact_sheet: str | None = None
     subtitles: str | None = None
+    """WebVTT captions (the ``.vtt`` beside the cut's ``.srt``)."""
+    poster: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewTake:
+    """One render of a shot's request: take 1, or a deliberate re-take (``plan.takes``)."""
+
+    take: int
+    key: str
+    clip: str | None = None
+    """The request's clip, relative to the page (None when not rendered by this provider)."""
+    current: bool = False
+    """The take the cut uses."""
+    verdict: str = ""
+    """What an applied review said (approved / rejected), empty when nothing yet."""
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,11 @@ class ReviewShot:
     caption: str | None = None
     request: str = ""
     note: str = ""
+    spot: str = ""
+    """The variant id ("" for a project): with ``id`` and the take's key, what a verdict names."""
+    base_key: str = ""
+    """Take 1's key of the shot's request (groups its takes)."""
+    takes: tuple[ReviewTake, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,21 @@ _TEMPLATE = """<!doctype html>
   .prompt { color: var(--muted); }
   .note { font-size: 12px; color: var(--warn); }
   .other-cuts a { margin-right: 8px; }
+  .tools { display: flex; gap: 8px; align-items: center; margin-top: 8px; flex-wrap: wrap; }
+  .tools button, .verdict button { font: inherit; padding: 2px 10px; border: 1px solid var(--line); border-radius: 4px; background: #fff; cursor: pointer; }
+  .verdict { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; }
+  .verdict textarea { flex: 1 1 160px; font: inherit; font-size: 12px; min-height: 28px; }
+  .verdict button.approve.chosen { background: var(--ok); color: #fff; }
+  .verdict button.reject.chosen { background: var(--bad); color: #fff; }
+  .takes { display: flex; gap: 8px; overflow-x: auto; }
+  .take { margin: 0; flex: 1 1 0; min-width: 150px; border: 1px solid var(--line); border-radius: 4px; padding: 4px; }
+  .take.current { border-color: var(--ink); }
+  .take video { max-height: 200px; }
+  .take figcaption { font-size: 12px; }
+  .recorded { font-size: 12px; color: var(--muted); }
+  #compare { display: none; grid-template-columns: 1fr 1fr; gap: 12px; padding: 12px 24px 0; }
+  #compare.on { display: grid; }
+  #compare figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px; }
 </style>
 </head>
 <body>
@@ -143,12 +180,20 @@ _TEMPLATE = """<!doctype html>
     </label>
     <span id="shown">{{ page.variants|length }} of {{ page.variants|length }} shown</span>
   </div>
+  <div class="tools">
+    <button type="button" id="export-review">Export review.json</button>
+    <label>Load review.json <input type="file" id="load-review" accept="application/json,.json"></label>
+    <span id="review-count"></span>
+    <span class="recorded">verdicts are kept in this browser; export them and run <code>storyboard review apply review.json</code> to re-take the rejected shots</span>
+  </div>
 </header>
+<section id="compare" aria-label="two variants side by side"></section>
 <main id="cards">
 {% for variant in page.variants %}
-  <article class="card" id="variant-{{ variant.id }}" data-id="{{ variant.id }}" data-status="{{ variant.status }}"
+  <article class="card" id="variant-{{ variant.id or 'project' }}" data-id="{{ variant.id }}" data-status="{{ variant.status }}"
     {%- for variable, value in variant.assignment.items() %} data-var-{{ variable }}="{{ value }}"{% endfor %}>
     <h2><span>{{ variant.label }}</span><code>{{ variant.id }}</code></h2>
+    {% if variant.cuts %}<label class="recorded"><input type="checkbox" class="compare-pick" value="{{ variant.id }}"> compare side by side</label>{% endif %}
     <div class="tags">
       {% for variable, value in variant.assignment.items() %}<span class="tag">{{ variable }}: {{ value }}</span>{% endfor %}
       <span class="status {{ variant.status }}">{{ variant.status }}</span>
@@ -157,13 +202,21 @@ _TEMPLATE = """<!doctype html>
     {% if variant.cuts %}
       {% set main = variant.cuts[0] %}
       <video controls preload="metadata" src="{{ main.video }}" data-cut="{{ main.name }}" data-expected-duration="{{ '%.3f'|format(main.duration) }}"
+        {%- if main.poster %} poster="{{ main.poster }}"{% endif %}
         {%- if main.width %} width="{{ main.width }}" height="{{ main.height }}"{% endif %}>
-        {% if main.subtitles %}<track kind="captions" src="{{ main.subtitles }}" srclang="und" label="captions">{% endif %}
+        {% if main.subtitles %}<track kind="captions" src="{{ main.subtitles }}" srclang="und" label="captions" default>{% endif %}
       </video>
       <div class="costs"><span>{{ main.name }} · {{ main.aspect_ratio }} · {{ '%.2f'|format(main.duration) }} s</span>
         {% if variant.cuts|length > 1 %}<span class="other-cuts">also:
           {% for cut in variant.cuts[1:] %}<a href="{{ cut.video }}">{{ cut.name }} ({{ cut.aspect_ratio }})</a>{% endfor %}</span>{% endif %}
       </div>
+      {% for cut in variant.cuts %}
+      <div class="verdict" data-kind="cut" data-spot="{{ variant.id }}" data-cut="{{ cut.name }}">
+        <b>cut {{ cut.name }}</b>
+        <button type="button" class="approve">approve</button><button type="button" class="reject">reject</button>
+        <textarea class="comment" placeholder="comment on the cut"></textarea>
+      </div>
+      {% endfor %}
       {% if main.contact_sheet %}<details class="sheet"><summary>contact sheet</summary><img src="{{ main.contact_sheet }}" alt="contact sheet of {{ variant.id }}" loading="lazy"></details>{% endif %}
     {% endif %}
     <div class="costs">
@@ -171,16 +224,30 @@ _TEMPLATE = """<!doctype html>
       <span>charged <b>{% if variant.usd_charged is none %}–{% else %}${{ '%.2f'|format(variant.usd_charged) }}{% endif %}</b></span>
     </div>
     {% if variant.shots %}
-    <details><summary>{{ variant.shots|length }} shot(s) and prompts</summary>
+    <section><b>{{ variant.shots|length }} shot(s) and prompts</b>
       <ol class="shots">
       {% for shot in variant.shots %}
-        <li><b>{{ shot.id }}</b>{% if shot.request %} <code>{{ shot.request }}</code>{% endif %}
+        <li class="shot" data-spot="{{ shot.spot }}" data-shot="{{ shot.id }}"><b>{{ shot.id }}</b>{% if shot.request %} <code>{{ shot.request }}</code>{% endif %}
           {% if shot.caption %}<div>caption: “{{ shot.caption }}”</div>{% endif %}
           <div class="prompt">{{ shot.prompt }}</div>
-          {% if shot.note %}<div class="note">{{ shot.note }}</div>{% endif %}</li>
+          {% if shot.note %}<div class="note">{{ shot.note }}</div>{% endif %}
+          {% if shot.takes %}<div class="takes">
+          {% for take in shot.takes %}
+            <figure class="take{% if take.current %} current{% endif %}" data-take="{{ take.take }}" data-key="{{ take.key }}">
+              {% if take.clip %}<video controls preload="metadata" src="{{ take.clip }}"></video>{% endif %}
+              <figcaption>take {{ take.take }}{% if take.current %} · in the cut{% endif %}
+                {% if take.verdict %}<span class="recorded">· {{ take.verdict }}{% if take.comment %}: “{{ take.comment }}”{% endif %}</span>{% endif %}</figcaption>
+              <div class="verdict" data-kind="shot" data-spot="{{ shot.spot }}" data-shot="{{ shot.id }}" data-key="{{ take.key }}"
+                data-base-key="{{ shot.base_key }}" data-take="{{ take.take }}" data-recorded="{{ take.verdict }}" data-recorded-comment="{{ take.comment }}">
+                <button type="button" class="approve">approve</button><button type="button" class="reject">reject</button>
+                <textarea class="comment" placeholder="comment on take {{ take.take }}"></textarea>
+              </div>
+            </figure>
+          {% endfor %}
+          </div>{% endif %}</li>
       {% endfor %}
       </ol>
-    </details>
+    </section>
     {% endif %}
   </article>
 {% endfor %}
@@ -207,8 +274,131 @@ _TEMPLATE = """<!doctype html>
     });
     shown.textContent = count + " of " + cards.length + " shown";
   }
-  selects.forEach(function (select) { select.addEventListener("change", apply); });
+  // Filters live in the URL hash (#product=latte&status=failed), so a reload or a shared link keeps them.
+  function readHash() {
+    var wanted = {};
+    location.hash.replace(/^#/, "").split("&").forEach(function (pair) {
+      if (!pair) { return; }
+      var parts = pair.split("=");
+      wanted[decodeURIComponent(parts[0])] = decodeURIComponent(parts.slice(1).join("="));
+    });
+    selects.forEach(function (select) {
+      var value = wanted[select.getAttribute("data-variable")] || "";
+      if (Array.prototype.some.call(select.options, function (o) { return o.value === value; })) { select.value = value; }
+    });
+  }
+  function writeHash() {
+    var parts = selects.filter(function (s) { return s.value; }).map(function (s) {
+      return encodeURIComponent(s.getAttribute("data-variable")) + "=" + encodeURIComponent(s.value);
+    });
+    history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname + location.search);
+  }
+  selects.forEach(function (select) { select.addEventListener("change", function () { writeHash(); apply(); }); });
+  window.addEventListener("hashchange", function () { readHash(); apply(); });
+  readHash();
   apply();
+
+  // Verdicts: kept in localStorage per page, exported as review.json, loaded back from one.
+  var data = JSON.parse(document.getElementById("review-data").textContent);
+  var storeKey = "storyboard-review:" + data.title + ":" + location.pathname;
+  var controls = Array.prototype.slice.call(document.querySelectorAll(".verdict"));
+  function idOf(box) {
+    return box.getAttribute("data-kind") === "cut"
+      ? "cut|" + box.getAttribute("data-spot") + "|" + box.getAttribute("data-cut")
+      : "shot|" + box.getAttribute("data-spot") + "|" + box.getAttribute("data-shot") + "|" + box.getAttribute("data-key");
+  }
+  function load() {
+    try { return JSON.parse(localStorage.getItem(storeKey) || "{}") || {}; } catch (e) { return {}; }
+  }
+  var state = load();
+  controls.forEach(function (box) {  // what an applied review recorded, until this browser says otherwise
+    var recorded = box.getAttribute("data-recorded");
+    if (recorded && !state[idOf(box)]) { state[idOf(box)] = {verdict: recorded, comment: box.getAttribute("data-recorded-comment") || ""}; }
+  });
+  function save() { try { localStorage.setItem(storeKey, JSON.stringify(state)); } catch (e) { /* private mode: kept in the page only */ } }
+  function paint() {
+    var counts = {approved: 0, rejected: 0};
+    controls.forEach(function (box) {
+      var entry = state[idOf(box)] || {};
+      box.setAttribute("data-verdict", entry.verdict || "");
+      box.querySelector(".approve").classList.toggle("chosen", entry.verdict === "approved");
+      box.querySelector(".reject").classList.toggle("chosen", entry.verdict === "rejected");
+      var area = box.querySelector(".comment");
+      if (document.activeElement !== area) { area.value = entry.comment || ""; }
+      if (entry.verdict) { counts[entry.verdict] += 1; }
+    });
+    document.getElementById("review-count").textContent = counts.approved + " approved · " + counts.rejected + " rejected";
+  }
+  controls.forEach(function (box) {
+    function set(verdict) {
+      var entry = state[idOf(box)] || {verdict: "", comment: ""};
+      entry.verdict = entry.verdict === verdict ? "" : verdict;
+      state[idOf(box)] = entry; save(); paint();
+    }
+    box.querySelector(".approve").addEventListener("click", function () { set("approved"); });
+    box.querySelector(".reject").addEventListener("click", function () { set("rejected"); });
+    box.querySelector(".comment").addEventListener("input", function (event) {
+      var entry = state[idOf(box)] || {verdict: "", comment: ""};
+      entry.comment = event.target.value; state[idOf(box)] = entry; save(); paint();
+    });
+  });
+  function exported() {
+    var shots = [], cuts = [];
+    controls.forEach(function (box) {
+      var entry = state[idOf(box)];
+      if (!entry || (!entry.verdict && !entry.comment)) { return; }
+      var common = {spot: box.getAttribute("data-spot"), verdict: entry.verdict || "", comment: entry.comment || ""};
+      if (box.getAttribute("data-kind") === "cut") {
+        common.cut = box.getAttribute("data-cut"); cuts.push(common);
+      } else {
+        common.shot = box.getAttribute("data-shot"); common.key = box.getAttribute("data-key");
+        common.base_key = box.getAttribute("data-base-key"); common.take = parseInt(box.getAttribute("data-take"), 10);
+        shots.push(common);
+      }
+    });
+    return {format: "storyboard-review/1", title: data.title, provider: data.provider, shots: shots, cuts: cuts};
+  }
+  document.getElementById("export-review").addEventListener("click", function () {
+    var blob = new Blob([JSON.stringify(exported(), null, 1)], {type: "application/json"});
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(blob); link.download = "review.json";
+    document.body.appendChild(link); link.click(); link.remove();
+    setTimeout(function () { URL.revokeObjectURL(link.href); }, 1000);
+  });
+  document.getElementById("load-review").addEventListener("change", function (event) {
+    var file = event.target.files[0];
+    if (!file) { return; }
+    file.text().then(function (text) {
+      var review = JSON.parse(text);
+      if (!review || review.format !== "storyboard-review/1") { throw new Error("not a storyboard review.json"); }
+      (review.shots || []).forEach(function (e) { state["shot|" + e.spot + "|" + e.shot + "|" + e.key] = {verdict: e.verdict, comment: e.comment}; });
+      (review.cuts || []).forEach(function (e) { state["cut|" + e.spot + "|" + e.cut] = {verdict: e.verdict, comment: e.comment}; });
+      save(); paint();
+    }).catch(function (error) { document.getElementById("review-count").textContent = "could not load: " + error.message; });
+  });
+  paint();
+
+  // Two variants side by side: tick two cards' "compare".
+  var compare = document.getElementById("compare");
+  var picks = Array.prototype.slice.call(document.querySelectorAll(".compare-pick"));
+  function showCompare() {
+    var chosen = picks.filter(function (p) { return p.checked; }).slice(-2);
+    picks.forEach(function (p) { if (p.checked && chosen.indexOf(p) < 0) { p.checked = false; } });
+    compare.textContent = "";
+    compare.classList.toggle("on", chosen.length === 2);
+    if (chosen.length !== 2) { return; }
+    chosen.forEach(function (pick) {
+      var card = pick.closest("article.card");
+      var figure = document.createElement("figure");
+      var caption = document.createElement("figcaption");
+      caption.textContent = card.querySelector("h2 span").textContent;
+      var player = card.querySelector("video").cloneNode(true);
+      figure.appendChild(caption); figure.appendChild(player);
+      figure.setAttribute("data-id", card.getAttribute("data-id"));
+      compare.appendChild(figure);
+    });
+  }
+  picks.forEach(function (pick) { pick.addEventListener("change", showCompare); });
 }());
 </script>
 </body>
@@ -254,6 +444,28 @@ def write_review_page(page: ReviewPage, dest: Path) -> Path:
     return dest
 
 
+def write_poster(video: Path, dest: Path) -> Path | None:
+    """A JPEG of the cut's first frame (the ``<video>``'s poster), rewritten only when the video is newer.
+
+    Why: a page of dozens of players shows black boxes until each loads; a poster shows the shot.
+    None when the video cannot be decoded (the player simply has no poster).
+    """
+    import av
+
+    try:
+        if dest.is_file() and dest.stat().st_mtime_ns >= video.stat().st_mtime_ns:
+            return dest
+        with av.open(str(video)) as container:
+            frame = next(container.decode(video=0))
+            image = frame.to_image()
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        image.save(tmp, format="JPEG", quality=80)
+        os.replace(tmp, dest)
+    except (OSError, StopIteration, av.FFmpegError):
+        return None
+    return dest
+
+
 def relative_link(path: Path | str, base: Path) -> str:
     """A path relative to the page, with forward slashes (URLs), each part percent-safe."""
     from urllib.parse import quote
@@ -266,8 +478,10 @@ __all__ = [
     "ReviewCut",
     "ReviewPage",
     "ReviewShot",
+    "ReviewTake",
     "ReviewVariant",
     "relative_link",
     "render_review_page",
+    "write_poster",
     "write_review_page",
 ]

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -240,6 +240,7 @@ def otio_timeline(
     costs: dict[str, float] | None = None,
     media: CollectedMedia | None = None,
     base: Path | None = None,
+    reviews: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Any:
     """The timeline as an ``opentimelineio.schema.Timeline`` (see ``write_otio``).
 
@@ -251,6 +252,7 @@ def otio_timeline(
 
     task_ids = task_ids or {}
     costs = costs or {}
+    reviews = reviews or {}
     fps = timeline.output.fps
     result = otio.schema.Timeline(name=timeline.name, global_start_time=RationalTime(0, fps))
     result.metadata["storyboard"] = {
@@ -320,6 +322,7 @@ def otio_timeline(
                 "record_start_frame": item.record_start_frame,
                 "cache_file": str(item.clip),
             }
+            _review_markers(clip, reviews.get(request.key, ()), item.shot_id, source_range)
             # The EDL's reel is the collected file's name, so conforming by reel finds the file.
             reel = collected.stem if collected else re.sub(r"[^A-Za-z0-9]", "", request.id)[:8] or "AX"
             clip.metadata["cmx_3600"] = {"reel": reel}
@@ -506,12 +509,56 @@ class Handoff:
     media: Path
 
 
+REVIEW_MARKER_COLORS = {"approved": "GREEN", "rejected": "RED"}
+
+
+def _review_markers(clip: Any, notes: Iterable[dict[str, Any]], shot_id: str, source_range: Any) -> None:
+    """The review's verdicts and comments on this shot (every take of it) as OTIO markers on its clip.
+
+    Why markers: an editor opening the ``.otio`` sees the client's "again, too dark" on the clip it
+    is about, in the NLE's marker list, without the review page. Each note is
+    ``{"take", "shot", "verdict", "comment"}``; a note for another shot of the same request is skipped.
+    """
+    import opentimelineio as otio
+    from opentimelineio.opentime import RationalTime, TimeRange
+
+    for note in notes:
+        if note.get("shot") not in ("", None, shot_id):
+            continue
+        verdict, comment, take = note.get("verdict", ""), note.get("comment", ""), note.get("take", 1)
+        name = f"take {take} {verdict}" + (f": {comment}" if comment else "")
+        marker = otio.schema.Marker(
+            name=name,
+            marked_range=TimeRange(source_range.start_time, RationalTime(0, source_range.start_time.rate)),
+            color=REVIEW_MARKER_COLORS.get(verdict, "YELLOW"),
+            metadata={"storyboard": {"review": {"shot_id": shot_id, "take": take, "verdict": verdict, "comment": comment}}},
+        )
+        clip.markers.append(marker)
+
+
+def vtt_text(srt: str) -> str:
+    """WebVTT from SRT text: the same cues, ``.`` before the milliseconds, a ``WEBVTT`` header.
+
+    Browsers' ``<track>`` reads WebVTT only, so the review page's players need this beside the SRT.
+    """
+    body = re.sub(r"(\d\d:\d\d:\d\d),(\d\d\d)", r"\1.\2", srt.replace("\r\n", "\n"))
+    return "WEBVTT\n\n" + body.lstrip("\n")
+
+
+def write_vtt(srt_path: Path) -> Path:
+    """Write ``<name>.vtt`` beside ``<name>.srt`` (see ``vtt_text``)."""
+    dest = srt_path.with_suffix(".vtt")
+    dest.write_text(vtt_text(srt_path.read_text(encoding="utf-8")), encoding="utf-8")
+    return dest
+
+
 def write_otio(
     timeline: Timeline,
     path: Path | str,
     *,
     task_ids: dict[str, str] | None = None,
     costs: dict[str, float] | None = None,
+    reviews: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Handoff:
     """Write the editor handoff: the cut as OpenTimelineIO JSON, a CMX 3600 EDL next to it (same
     name, .edl), and the media both link, collected in ``<name>_media/`` beside them.
@@ -524,7 +571,7 @@ def write_otio(
 
     path = Path(path)
     media = collect_media(timeline, path.with_name(f"{path.stem}_media"))
-    result = otio_timeline(timeline, task_ids=task_ids, costs=costs, media=media, base=path.parent)
+    result = otio_timeline(timeline, task_ids=task_ids, costs=costs, media=media, base=path.parent, reviews=reviews)
     otio.adapters.write_to_file(result, str(path), adapter_name="otio_json")
     edl: Path | None = path.with_suffix(".edl")
     assert edl is not None

@@ -1112,6 +1112,7 @@ def write_cut(
     task_ids: dict[str, str] | None = None,
     costs: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
+    reviews: dict[str, list[dict[str, Any]]] | None = None,
 ) -> CutFiles:
     """Assemble ``cut`` into ``folder/<name>.mp4`` and write its SRT, OTIO + EDL (with their
     media in ``<name>_media/``) and contact sheet.
@@ -1133,7 +1134,10 @@ def write_cut(
         try:
             report = assemble_timeline(cut, video, work_dir=work_dir, progress=progress)
             subtitles = sidefiles.write_srt(cut, folder / f"{cut.name}.srt")
-            handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {}, costs=costs or {})
+            handoff = sidefiles.write_otio(cut, folder / f"{cut.name}.otio", task_ids=task_ids or {},
+                                           costs=costs or {}, reviews=reviews)
+            if subtitles is not None:
+                sidefiles.write_vtt(subtitles)  # the review page's <track> reads WebVTT only
             drawing.result()
             os.replace(drawn, sheet)
         finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from storyboard.cli import app, user_errors
+from storyboard.cli import app, console, user_errors
 from storyboard.cli.project import PathArgument, print_advisories
 from storyboard.cli.render import (
     ConcurrencyOption,
@@ -42,9 +42,12 @@ def assemble(
     reporter = Reporter()
     reporter.root = work.out_root
     try:
-        pipeline.assemble(work, provider=provider, only_outputs=output or None, on_event=reporter, force=force)
+        outcomes = pipeline.assemble(work, provider=provider, only_outputs=output or None, on_event=reporter, force=force)
     finally:
         reporter.close()
+    made = outcomes.get("")
+    if made is not None and made.cuts:  # the project's review page, beside the cuts
+        console.print(f"review page: {reporter._shown(pipeline.write_project_review(work, made, made.provider))}", markup=False)
 
 
 @app.command()

@@ -59,7 +59,7 @@ def plan_table(plan: Plan) -> Table:
     table.add_column("$", justify="right")
     for request in plan.requests:
         table.add_row(
-            request.id,
+            request.id + (f" (take {request.take})" if request.take > 1 else ""),
             ", ".join(piece.shot_id for piece in request.shots),
             f"{request.api} API {request.endpoint.lstrip('/').removeprefix('v1/videos/')} / {request.model} {request.mode}"
             + (" +sound" if request.sound else ""),
@@ -98,6 +98,7 @@ def plan_command(
 
     started = time.perf_counter()
     _loaded, the_plan, problems = pipeline.check(path)
+    the_plan = pipeline.plan_at_takes(_loaded, the_plan)  # re-takes shown with their cost
     document = planner.plan_to_json(the_plan)
     if output is not None:
         output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

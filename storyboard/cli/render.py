@@ -162,7 +162,7 @@ class Reporter:
         elif isinstance(event, pipeline.SpotFinished):
             self._spot_finished(event.outcome)
         elif isinstance(event, pipeline.ReviewWritten):
-            console.print(f"review page: {event.page}", markup=False)
+            console.print(f"review page: {self._shown(event.page)}", markup=False)
 
     def _quoted(self, quote: pipeline.Quote) -> None:
         if not quote.rows:

@@ -390,6 +390,10 @@ class Shot(Settings):
     lip_sync: LipSync | None = Field(
         None, description="Make this a lip-sync shot: a rendered shot or a video file re-voiced by an audio file."
     )
+    take: int | None = Field(
+        None, ge=1, le=99, description="Which take of this shot the cut uses (2 or more: a deliberate re-take, paid once); "
+        "default: the newest approved in review, else the newest."
+    )
 
 
 class Group(Strict):

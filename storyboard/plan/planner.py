@@ -538,6 +538,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """
     data = plan.model_dump(mode="json")
     for request in data["requests"]:
+        if request.get("take", 1) == 1:  # take 1 reads as before takes existed (plan.takes)
+            request.pop("take", None)
+            request.pop("base_key", None)
         for part in ("body", "shots", "elements"):
             request[part] = _show_placeholders(request[part], request["images"], request["media"])
         if not request["media"]:

@@ -106,6 +106,8 @@ class Request(Frozen):
     units: float
     usd: float
     notes: list[str] = Field(default_factory=list, description="Why the planner built it this way.")
+    take: int = Field(1, ge=1, description="Which render of this body: 1, or a deliberate re-take (plan.takes).")
+    base_key: str = Field("", description="Take 1's key when this is a later take (empty for take 1).")
 
 
 class Plan(Frozen):

@@ -141,10 +141,59 @@ MIGRATIONS: list[str] = [
         set_at REAL NOT NULL
     );
     """,
+    # 4: takes (a request rendered again on purpose: each take is its own requests row under its
+    # own key, see plan.takes) and the review's verdicts on them
+    """
+    CREATE TABLE takes (
+        base_key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (base_key, take)
+    );
+    CREATE TABLE verdicts (
+        base_key TEXT NOT NULL,
+        take INTEGER NOT NULL,
+        shot TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (base_key, take, shot)
+    );
+    """,
 ]
 """Ordered schema steps, each a few statements separated by ``;``, in SQL both SQLite and PostgreSQL
 accept (``journal_postgres`` widens ``INTEGER``/``REAL`` and spells ``AUTOINCREMENT`` its way).
 Append, never edit: a journal records the step it reached."""
+
+
+Verdict = Literal["approved", "rejected"]
+
+
+@dataclass(frozen=True)
+class TakeRecord:
+    """A take beyond the first, asked for on purpose (take 1 of every request is implicit)."""
+
+    base_key: str
+    take: int
+    key: str
+    request_id: str
+    reason: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """The review's word on one shot of one take."""
+
+    base_key: str
+    take: int
+    shot: str
+    verdict: Verdict
+    comment: str
+    updated_at: float
 
 
 class AlreadyClaimed(Exception):
@@ -689,6 +738,52 @@ class Journal:
         rows = [Spending(str(r["project"]), str(r["user_name"]), float(r["charged"] or 0), float(r["reserved"] or 0),
                          int(r["attempts"])) for r in self._sql(query, args).fetchall()]
         return sorted(rows, key=lambda s: (-(s.charged + s.reserved), s.project, s.user_name))
+
+    # ---- takes and verdicts ----------------------------------------------------------------
+
+    def add_take(self, base_key: str, take: int, key: str, request_id: str, reason: str | None = None) -> None:
+        """Record that take ``take`` of ``base_key`` was asked for (kept if it already was)."""
+        self._sql(
+            "INSERT INTO takes (base_key, take, key, request_id, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (base_key, take) DO NOTHING",
+            (base_key, take, key, request_id, reason, self._clock()),
+        )
+
+    def takes(self, base_key: str | None = None) -> list[TakeRecord]:
+        if base_key is None:
+            rows = self._sql("SELECT * FROM takes ORDER BY base_key, take").fetchall()
+        else:
+            rows = self._sql("SELECT * FROM takes WHERE base_key=? ORDER BY take", (base_key,)).fetchall()
+        return [TakeRecord(**dict(row)) for row in rows]
+
+    def record_verdict(self, base_key: str, take: int, shot: str, verdict: Verdict, comment: str = "") -> None:
+        """The review's latest word on a shot of a take replaces the earlier one."""
+        self._sql(
+            "INSERT INTO verdicts (base_key, take, shot, verdict, comment, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (base_key, take, shot) DO UPDATE SET verdict=excluded.verdict, comment=excluded.comment,"
+            " updated_at=excluded.updated_at",
+            (base_key, take, shot, verdict, comment, self._clock()),
+        )
+
+    def verdicts(self) -> list[VerdictRecord]:
+        rows = self._sql("SELECT * FROM verdicts ORDER BY base_key, take, shot").fetchall()
+        return [VerdictRecord(**dict(row)) for row in rows]
+
+    def take_choices(self) -> dict[str, int]:
+        """Take-1 key -> the take a cut uses: the newest approved, else the newest (only keys with takes
+        or verdicts; every other request is at take 1)."""
+        newest: dict[str, int] = {}
+        for record in self.takes():
+            newest[record.base_key] = max(newest.get(record.base_key, 1), record.take)
+        approved: dict[str, set[int]] = {}
+        rejected: dict[str, set[int]] = {}
+        for verdict in self.verdicts():
+            (approved if verdict.verdict == "approved" else rejected).setdefault(verdict.base_key, set()).add(verdict.take)
+        choices = {}
+        for base in set(newest) | set(approved):
+            good = approved.get(base, set()) - rejected.get(base, set())
+            choices[base] = max(good) if good else newest.get(base, 1)
+        return choices
 
     # ---- elements -------------------------------------------------------------------------
 
