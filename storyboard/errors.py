@@ -195,3 +195,33 @@ class DownloadFailed(ProviderError):
 
 class InternalError(StoryboardError):
     """A bug in storyboard itself: keep and show the traceback."""
+
+
+class JournalDamaged(UserError):
+    """The journal could not be read (truncated, zeroed, overwritten); it was moved aside, not deleted.
+
+    Why a user error and not a crash: every clip is still in the cache and every task still on the
+    account, so ``storyboard journal repair`` rebuilds the record without paying for anything.
+    ``moved_to`` is where the damaged file now lies (None when it could not be moved).
+    """
+
+    def __init__(self, message: str, hint: str = "", moved_to: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.moved_to = moved_to
+
+
+class HostUnreachable(UserError):
+    """The provider's host refused or never answered, repeatedly: the run stopped sending to it.
+
+    Why one error for the run (not one per request): with the host down every request would wait
+    out its own connect and read timeouts one after another (minutes each); the engine stops new
+    requests after a few such failures and says so once, naming ``host``.
+    """
+
+    def __init__(self, message: str, hint: str = "", host: str = "") -> None:
+        super().__init__(message, hint)
+        self.host = host
+
+
+class DeadlineReached(UserError):
+    """The run's ``--deadline`` passed: nothing new was sent after it; what was in flight is kept."""

@@ -62,7 +62,7 @@ def _register_commands() -> None:
     """Import the command modules (each registers on ``app``); missing ones are simply absent."""
     import importlib
 
-    for name in ("project", "render", "assemble", "campaign", "init"):
+    for name in ("project", "render", "assemble", "campaign", "init", "journal"):
         try:
             importlib.import_module(f"storyboard.cli.{name}")
         except ModuleNotFoundError as error:

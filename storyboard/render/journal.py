@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from storyboard.render import journal_check
 from storyboard.workspace import Workspace
 
 RequestState = Literal["claimed", "submitted", "succeeded", "downloaded", "failed", "unknown"]
@@ -160,7 +161,9 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
+        journal_check.check_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        journal_check.check_database(self._db, self.path)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
