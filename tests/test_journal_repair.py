@@ -180,3 +180,32 @@ def test_a_healthy_journal_passes_the_check_untouched(tmp_path):
         assert len(journal.runs()) == 1
     assert not list((tmp_path / ".storyboard").glob("*.damaged-*"))
     assert sqlite3.connect(tmp_path / ".storyboard" / "journal.sqlite").execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+def test_no_seeded_damage_gives_anything_but_a_moved_aside_journal_or_a_readable_one(tmp_path):
+    """100 truncations and 100 overwrites at seeded random points: each open either raises
+    ``JournalDamaged`` (file moved aside) or reads every row; never another exception. Bytes
+    overwritten inside a record pass ``quick_check`` and used to fail later with a
+    ``UnicodeDecodeError``; the full read at open catches them."""
+    outcomes = {"damaged": 0, "readable": 0}
+    for how in ("truncated", "overwritten"):
+        for seed in range(1, 101):
+            project = tmp_path / f"{how}-{seed}"
+            (project / ".storyboard" / "clips" / "kling").mkdir(parents=True)
+            (project / ".storyboard" / "clips" / "kling" / "k0.mp4").write_bytes(b"clip")
+            with Journal.open(project) as journal:
+                run = journal.start_run("kling", "storyboard.yaml")
+                for i in range(3):
+                    journal.claim("kling", f"k{i}", f"r{i}", f"sb-k{i}", 1.8, run)
+                    journal.mark_submitted("kling", f"k{i}", f"task-{i}")
+            damage(project / ".storyboard" / "journal.sqlite", how, seed)
+            try:
+                with Journal.open(project) as journal:
+                    journal.records()
+                    journal.runs()
+                    journal.units_charged()
+                outcomes["readable"] += 1
+            except JournalDamaged as error:
+                assert error.moved_to and Path(error.moved_to).is_file()
+                outcomes["damaged"] += 1
+    assert outcomes["damaged"] >= 100, outcomes  # every truncation at least

@@ -10,7 +10,8 @@ journal's size (kilobytes):
   100-byte header;
 - an empty (0-byte) file is new only when the project never rendered anything; with clips in the
   cache or outputs recorded it is a lost record and is treated as damaged;
-- ``PRAGMA quick_check`` on the opened database (pages, cells, records).
+- ``PRAGMA quick_check`` on the opened database (pages, cells, records), then one read of every
+  row (bytes overwritten inside a record can pass the check and fail to decode as text).
 
 A damaged journal is moved aside, never deleted (``journal.sqlite.damaged-<UTC timestamp>``, with
 its ``-wal``/``-shm`` companions), and ``JournalDamaged`` names where it went and the fix:
@@ -58,12 +59,25 @@ def check_database(db: sqlite3.Connection, path: Path) -> None:
     try:
         rows = db.execute("PRAGMA quick_check").fetchall()
         findings = [str(row[0]) for row in rows]
-    except sqlite3.DatabaseError as error:
+        if findings == ["ok"]:
+            _read_every_row(db)
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as error:
         db.close()
-        damaged(path, f"cannot be read ({error})")
+        damaged(path, f"cannot be read ({type(error).__name__}: {error})")
     if findings != ["ok"]:
         db.close()
         damaged(path, f"fails SQLite's integrity check ({findings[0]}{' …' if len(findings) > 1 else ''})")
+
+
+def _read_every_row(db: sqlite3.Connection) -> None:
+    """Read every row once: bytes overwritten inside a record pass ``quick_check`` but may no longer
+    decode as text (a ``UnicodeDecodeError`` at the first read that reaches them). A journal is a few
+    hundred rows, so this costs milliseconds."""
+    tables = [str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        quoted = table.replace('"', '""')
+        for _row in db.execute(f'SELECT * FROM "{quoted}"'):
+            pass
 
 
 def damaged(path: Path, what: str) -> None:
