@@ -195,3 +195,70 @@ class DownloadFailed(ProviderError):
 
 class InternalError(StoryboardError):
     """A bug in storyboard itself: keep and show the traceback."""
+
+
+class JournalDamaged(UserError):
+    """The journal could not be read (truncated, zeroed, overwritten); it was moved aside, not deleted.
+
+    Why a user error and not a crash: every clip is still in the cache and every task still on the
+    account, so ``storyboard journal repair`` rebuilds the record without paying for anything.
+    ``moved_to`` is where the damaged file now lies (None when it could not be moved).
+    """
+
+    def __init__(self, message: str, hint: str = "", moved_to: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.moved_to = moved_to
+
+
+class HostUnreachable(UserError):
+    """The provider's host refused or never answered, repeatedly: the run stopped sending to it.
+
+    Why one error for the run (not one per request): with the host down every request would wait
+    out its own connect and read timeouts one after another (minutes each); the engine stops new
+    requests after a few such failures and says so once, naming ``host``.
+    """
+
+    def __init__(self, message: str, hint: str = "", host: str = "") -> None:
+        super().__init__(message, hint)
+        self.host = host
+
+
+class DeadlineReached(UserError):
+    """The run's ``--deadline`` passed: nothing new was sent after it; what was in flight is kept."""
+
+
+def user_error_from_os(error: OSError) -> UserError:
+    """An ``OSError`` from the disk as a user error: which path, what happened, what to do.
+
+    Why at the command line's edge: a read-only ``out/``, ``out`` existing as a file, a full disk
+    while downloading or assembling, a ``.storyboard`` that is not a folder each surfaced as a
+    traceback, while nothing was lost (downloads and cuts are written under temporary names and
+    renamed only when complete, so no partial file is left where a finished one is expected).
+    """
+    import errno
+    from pathlib import Path
+
+    path = error.filename if error.filename is not None else error.filename2
+    where = str(path) if path is not None else "a file of the project"
+    what = error.strerror or str(error) or type(error).__name__
+    kept = "finished clips and cuts are kept, and no partial file is left as a finished one"
+    code = error.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return UserError(f"the disk holding {where} is full ({what})",
+                         hint=f"free some space (or move the project to a disk with room), then run again: {kept}")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"cannot write {where}: {what}",
+                         hint="make that folder writable (or work on a copy of the project in a folder you can write "
+                              f"to), then run again: {kept}")
+    if code in (errno.EEXIST, errno.ENOTDIR) and path is not None:
+        blocker = next((p for p in (Path(path), *Path(path).parents) if p.exists() and not p.is_dir()), Path(path))
+        return UserError(f"{blocker} is a file where storyboard needs a folder ({what})",
+                         hint=f"move or rename {blocker} (storyboard keeps its state in .storyboard/ and writes cuts "
+                              "into out/), then run again")
+    if code == errno.ENAMETOOLONG:
+        return UserError(f"a file name is too long for this file system: {where}",
+                         hint="shorten the storyboard's name or the ids that name the output, then run again")
+    if code == errno.ENOENT:
+        return UserError(f"{where} does not exist ({what})",
+                         hint="check that the path is there (it may have been moved or deleted during the run)")
+    return UserError(f"{what}: {where}", hint=f"fix the file or folder named, then run again: {kept}")

@@ -22,6 +22,7 @@ no clips yet never needs (issue 13: ``validate`` loads only what it uses).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,10 +35,25 @@ from typing import Any, Generic, TypeVar
 
 @cache
 def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary shipped by imageio-ffmpeg (never the system's)."""
+    """Path of the ffmpeg binary shipped by imageio-ffmpeg (never the system's).
+
+    A missing binary (an install without it, or ``IMAGEIO_FFMPEG_EXE`` naming nothing) is a user
+    error naming where it was looked for, not a ``RuntimeError`` or ``FileNotFoundError`` later.
+    """
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    from storyboard.errors import UserError
+
+    hint = ("reinstall storyboard's dependencies (pip install --force-reinstall imageio-ffmpeg), or set "
+            "IMAGEIO_FFMPEG_EXE to an ffmpeg binary")
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        raise UserError("ffmpeg was not found: the imageio-ffmpeg package holds no binary and none is installed",
+                        hint=hint) from None
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise UserError(f"ffmpeg was not found at {exe} (IMAGEIO_FFMPEG_EXE or imageio-ffmpeg's binary)", hint=hint)
+    return exe
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from storyboard.plan.sharing import CampaignPlan
     from storyboard.render.engine import Decision, RenderEvent, RenderResult
     from storyboard.render.providers.base import Provider
+    from storyboard.render.repair import RepairReport
 
 BUDGET_EPSILON = 1e-9
 
@@ -662,6 +663,24 @@ def preview_crop_ratios(work: Work) -> dict[str, tuple[float, ...]]:
         for key in spot.keys:
             ratios.setdefault(key, set()).update(crops)
     return {key: tuple(sorted(found)) for key, found in ratios.items()}
+
+
+async def repair_journal_async(work: Work, *, provider: str | None = None,
+                               provider_options: dict[str, Any] | None = None) -> RepairReport:
+    """Rebuild the journal of ``work``'s folder from the clip cache and the account (pays nothing).
+
+    The provider is chosen as a render would choose it (Kling when credentials are set); with the
+    free preview only the cache is read.
+    """
+    from storyboard.render.providers import open_provider
+    from storyboard.render.repair import repair
+
+    chosen = choose_provider(provider, work)
+    the_provider = open_provider(chosen.provider, work.state_dir, **(provider_options or {}))
+    try:
+        return await repair(work.plan, work.state_dir, the_provider)
+    finally:
+        await the_provider.aclose()
 
 
 class SpendDeclined(UserError):

@@ -99,6 +99,17 @@ class Workspace:
                 clips[request.key] = path
         return clips
 
+    def has_rendered_anything(self) -> bool:
+        """Whether any clip (of any provider) or any output record is on disk (reads the disk).
+
+        Why: a journal that is empty or missing while clips exist has lost its record; the journal's
+        integrity check tells that apart from a project that never rendered.
+        """
+        clips = self.state_dir / "clips"
+        if self.outputs_record.is_file():
+            return True
+        return clips.is_dir() and any(clips.glob("*/*.mp4"))
+
     # ---------------------------------------------------------------- outputs (out/)
 
     @property

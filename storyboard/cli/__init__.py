@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from storyboard.errors import ProviderError, StoryboardInvalid, UserError
+from storyboard.errors import ProviderError, StoryboardInvalid, UserError, user_error_from_os
 
 app = typer.Typer(
     name="storyboard",
@@ -53,6 +53,9 @@ def user_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except (UserError, ProviderError) as error:
             err_console.print(f"error: {error}", style="red", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as error:  # the disk: read-only, full, a file where a folder belongs (errors.py)
+            err_console.print(f"error: {user_error_from_os(error)}", style="red", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from storyboard.cli import app, console, user_errors
 from storyboard.cli.project import PathArgument, print_advisories
 from storyboard.cli.render import (
     ConcurrencyOption,
+    DeadlineOption,
     LiveReporter,
     MaxCostOption,
     PartialOption,
@@ -21,6 +22,7 @@ from storyboard.cli.render import (
     Reporter,
     YesOption,
     confirmer,
+    parse_deadline,
     parse_max_cost,
 )
 
@@ -59,12 +61,14 @@ def run(
     max_cost: str | None = MaxCostOption,
     partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
+    deadline: str | None = DeadlineOption,
 ) -> None:
     """Validate, plan, render and assemble in one command (free preview when no Kling keys are set;
     Kling clips already all rendered are cut as they are, with no keys needed)."""
     from storyboard import pipeline
 
     budget = parse_max_cost(max_cost)
+    seconds = parse_deadline(deadline)
     work, problems = pipeline.load_project(path)
     print_advisories(problems)
     reporter = LiveReporter()
@@ -72,7 +76,7 @@ def run(
     try:
         outcome = pipeline.run_sync(pipeline.run_async(
             work, provider=provider, max_cost=budget, partial=partial, confirm=confirmer(yes, "this run"),
-            on_event=reporter, concurrency=concurrency))
+            on_event=reporter, concurrency=concurrency, deadline=seconds))
     finally:
         reporter.close()
     if not outcome.ok:

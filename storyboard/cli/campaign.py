@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from storyboard.cli import app, console, err_console, user_errors
-from storyboard.cli.render import PartialOption, ProviderOption, Reporter, YesOption, confirmer, parse_max_cost
+from storyboard.cli.render import (
+    DeadlineOption,
+    PartialOption,
+    ProviderOption,
+    Reporter,
+    YesOption,
+    confirmer,
+    parse_deadline,
+    parse_max_cost,
+)
 
 if TYPE_CHECKING:  # the commands import what they use: --help stays light (issue 13)
     from storyboard import pipeline as pipelines
@@ -196,11 +205,13 @@ def render_command(
     partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
     variant: list[str] = VariantOption,
+    deadline: str | None = DeadlineOption,
 ) -> None:
     """Render the campaign's distinct requests once each, variant by variant, on one budget."""
     from storyboard import pipeline as pipelines
 
     budget = parse_max_cost(max_cost)
+    seconds = parse_deadline(deadline)
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
@@ -210,7 +221,7 @@ def render_command(
     try:
         rendered = pipelines.run_sync(pipelines.render_async(
             work, provider=provider, max_cost=budget, partial=partial,
-            confirm=confirmer(yes, "this campaign render"), on_event=reporter, concurrency=concurrency))
+            confirm=confirmer(yes, "this campaign render"), on_event=reporter, concurrency=concurrency, deadline=seconds))
     finally:
         reporter.close()
     _print_outcomes(rendered.outcomes)
@@ -255,11 +266,13 @@ def run_command(
     partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
     variant: list[str] = VariantOption,
+    deadline: str | None = DeadlineOption,
 ) -> None:
     """Plan, render and assemble the campaign, then write the review page (free preview without Kling keys)."""
     from storyboard import pipeline as pipelines
 
     budget = parse_max_cost(max_cost)
+    seconds = parse_deadline(deadline)
     cplan = _plan(path, variant)
     if not cplan.ok:
         _report_invalid(cplan)
@@ -268,7 +281,7 @@ def run_command(
     try:
         outcome = pipelines.run_sync(pipelines.run_async(
             work, provider=provider, max_cost=budget, partial=partial, confirm=confirmer(yes, "this campaign run"),
-            on_event=reporter, concurrency=concurrency))
+            on_event=reporter, concurrency=concurrency, deadline=seconds))
     finally:
         reporter.close()
     _finish(outcome.outcomes)

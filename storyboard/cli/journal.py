@@ -1,9 +1,9 @@
 """``storyboard journal …``: the journal itself, shared or not (copy it to a team's server, cap the account).
 
 Why a group: the journal is the record of what the account paid; moving it to a shared PostgreSQL
-server (``migrate``), capping what the account spends a day (``budget``) and repairing it are
-operations on that record, not on a storyboard, so they sit together here (the group is open for
-more, e.g. ``journal repair``). Light at import: the journal modules are imported in the commands.
+server (``migrate``), capping what the account spends a day (``budget``) and rebuilding a damaged
+or lost one from the clip cache and the account (``repair``, which never pays) are operations on
+that record, not on a storyboard, so they sit together here. Light at import: the journal modules are imported in the commands.
 """
 
 from __future__ import annotations
@@ -149,3 +149,31 @@ def print_account(journal: Journal) -> None:
                       str(sum(r.attempts for r in rows)))
         console.print(table)
     _print_budget(journal)
+
+
+@journal_app.command("repair")
+@user_errors
+def repair(
+    path: Path = typer.Argument(..., help="A project folder (with storyboard.yaml), a storyboard or a campaign file."),
+    provider: str | None = typer.Option(None, "--provider",
+                                        help="kling or preview (default: kling if credentials are set)."),
+) -> None:
+    """Rebuild the journal from the clips in the cache and the tasks on the account; pays for nothing.
+
+    Why it never pays: clips in the cache are matched to the plan by their keys, and every other
+    request is looked up on the account by its external ids and adopted (``render/repair.py``).
+    """
+    from storyboard import pipeline
+    from storyboard.cli.project import print_advisories
+    from storyboard.render.repair import describe
+
+    if pipeline.is_campaign(path):
+        work = pipeline.load_campaign(path)
+    else:
+        work, problems = pipeline.load_project(path)
+        print_advisories(problems)
+    report = pipeline.run_sync(pipeline.repair_journal_async(work, provider=provider))
+    for line in describe(report):
+        console.print(line, markup=False)
+    if report.unchecked:
+        raise typer.Exit(1)

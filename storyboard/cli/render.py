@@ -42,6 +42,20 @@ YesOption = typer.Option(False, "--yes", "-y", help="Spend without asking.")
 MaxCostOption = typer.Option(None, "--max-cost", help="Hard budget: 20u (units) or $2.80; refused up front if the plan needs more.")
 PartialOption = typer.Option(False, "--partial", help="With --max-cost: render what fits, in cut order, and name the shots left out.")
 ConcurrencyOption = typer.Option(2, "--concurrency", min=1, max=32, help="Kling tasks in flight at once.")
+DeadlineOption = typer.Option(None, "--deadline", help="Stop the whole run after this long (90s, 20m, 2h) for "
+                              "unattended runs; clips rendered are kept and the next run resumes the rest.")
+DEADLINE_PATTERN = re.compile(r"^\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|sec|m|min|h)?\s*$", re.IGNORECASE)
+DEADLINE_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_deadline(text: str | None) -> float | None:
+    """``90s``/``90`` → 90 seconds, ``20m`` → 1200, ``2h`` → 7200; None when not given."""
+    if text is None:
+        return None
+    match = DEADLINE_PATTERN.match(text)
+    if not match or float(match.group("amount")) <= 0:
+        raise UserError(f"--deadline {text!r} is not a duration", hint="write seconds, minutes or hours: 90s, 20m, 2h")
+    return float(match.group("amount")) * DEADLINE_UNITS[(match.group("unit") or "s").lower()]
 
 
 def parse_max_cost(text: str | None) -> float | None:
@@ -296,19 +310,21 @@ def render(
     max_cost: str | None = MaxCostOption,
     partial: bool = PartialOption,
     concurrency: int = ConcurrencyOption,
+    deadline: str | None = DeadlineOption,
 ) -> None:
     """Render every request of the plan (resuming earlier runs); asks before spending money."""
     from storyboard import pipeline
     from storyboard.cli.project import print_advisories
 
     budget = parse_max_cost(max_cost)
+    seconds = parse_deadline(deadline)
     work, problems = pipeline.load_project(path)
     print_advisories(problems)
     reporter = LiveReporter()
     try:
         outcome = pipeline.run_sync(pipeline.render_async(
             work, provider=provider, max_cost=budget, partial=partial, confirm=confirmer(yes, "this render"),
-            on_event=reporter, concurrency=concurrency))
+            on_event=reporter, concurrency=concurrency, deadline=seconds))
     finally:
         reporter.close()
     if not outcome.ok:

@@ -47,7 +47,9 @@ from filelock import FileLock, Timeout
 
 from storyboard.errors import (
     AccountError,
+    DeadlineReached,
     ExternalIdInUse,
+    HostUnreachable,
     InternalError,
     NeverArrived,
     ProviderError,
@@ -67,6 +69,7 @@ from storyboard.plan import (
     Plan,
     Request,
 )
+from storyboard.render.health import HostHealth
 from storyboard.render.journal import (
     IN_FLIGHT,
     AccountBudgetExceeded,
@@ -743,6 +746,15 @@ async def _beat(journal: Journal, interval: float) -> None:
         journal.heartbeat()
 
 
+def _deadline_reached(deadline: float, result: RenderResult) -> DeadlineReached:
+    kept = len(result.done) + len(result.reused) + len(result.adopted)
+    return DeadlineReached(
+        f"the run's deadline ({deadline:g} s) passed: nothing new was sent after it; the {kept} clip(s) rendered "
+        "are kept, and tasks already submitted are followed and downloaded by the next run without paying again",
+        hint="run again (with a longer --deadline, or none) to finish",
+    )
+
+
 def _lock_project(project_dir: Path):
     """One render per project at a time: the journal's claims guard rows, this guards the whole run."""
     lock_file = Workspace.at(project_dir).render_lock
@@ -787,16 +799,32 @@ async def render(
     poll_initial: float = 5.0,
     poll_max: float = 30.0,
     poll_timeout: float = 4 * 3600.0,
+    deadline: float | None = None,
+    host_health: HostHealth | None = None,
 ) -> RenderResult:
     """Render every request of ``plan`` (resuming what earlier runs left) and return what happened.
 
     A failure of one request never loses the others; an exception that is not a provider error
     (a bug, a cancellation, a crash hook in tests) stops the run with the journal consistent, so
     the next run resumes. The caller owns ``provider`` (and closes it).
+
+    One ``HostHealth`` (``host_health``, else a default one) watches the provider's host for the
+    whole run: after a few failures in a row with no answer it raises ``HostUnreachable`` naming the
+    host, once, and nothing new is sent. ``deadline`` (seconds) bounds the whole run for unattended
+    use: when it passes, ``DeadlineReached`` is raised; rendered clips are kept, tasks already
+    submitted are followed by the next run and a create whose answer was cut off is looked up by
+    its external id first (the journal holds it as claimed), so nothing is paid twice.
     """
     project_dir = Path(project_dir)
     lock = _lock_project(project_dir)
-    journal = Journal.open(project_dir)
+    try:
+        journal = Journal.open(project_dir)
+    except BaseException:
+        lock.close()
+        raise
+    health = host_health or HostHealth()
+    if hasattr(provider, "health"):
+        provider.health = health  # the provider's exchange path reports to it and asks it before each send
     run = _Run(plan, project_dir, provider, journal, concurrency=concurrency, max_cost_units=max_cost_units,
                events=events, sleep=sleep, clock=clock, poll_initial=poll_initial, poll_max=poll_max,
                poll_timeout=poll_timeout)
@@ -811,11 +839,17 @@ async def render(
         for request in plan.requests:
             run.finished[request.key] = loop.create_future()
         try:
-            async with asyncio.TaskGroup() as group:
+            async with asyncio.timeout(deadline), asyncio.TaskGroup() as group:
                 for request in plan.requests:
                     group.create_task(run.run_request(request))
         except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None
+            first = group_error.exceptions[0]
+            if isinstance(first, HostUnreachable):
+                outcome = "host unreachable"
+            raise first from None
+        except TimeoutError:
+            outcome = "deadline"
+            raise _deadline_reached(deadline or 0.0, run.result) from None
         result = run.result
         if run.fatal is not None:
             kept = len(result.done) + len(result.reused) + len(result.adopted)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from storyboard.render import journal_check
 from storyboard.workspace import Workspace
 
 RequestState = Literal["claimed", "submitted", "succeeded", "downloaded", "failed", "unknown"]
@@ -359,11 +360,15 @@ def external_task_id_for(base: str, attempt: int) -> str:
 def open_sqlite(path: Path) -> sqlite3.Connection:
     """Open (creating it and its folder) the project's SQLite journal: WAL, autocommit, 30 s busy wait.
 
-    The one place a SQLite journal is opened; checks on opening belong here.
+    The one place a SQLite journal is opened, so the checks on opening are here: a damaged file
+    (bad header, a zeroed journal in a project that rendered, a failed ``quick_check``, rows that no
+    longer decode) is moved aside and ``JournalDamaged`` names ``storyboard journal repair``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    journal_check.check_file(path)
     db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    journal_check.check_database(db, path)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -48,10 +48,17 @@ def provider_is_free(name: str) -> bool:
 def choose_provider_name(requested: str | None, project_dir: Path) -> str:
     """The provider a render uses: ``requested``, else kling when credentials exist, else preview."""
     if requested:
-        return _known(requested)
+        _known(requested)
+        if requested != "kling":
+            return requested
     from storyboard.render.providers.kling import KlingCredentials
 
-    return "kling" if KlingCredentials.from_env(project_dir) else "preview"
+    if KlingCredentials.from_env(project_dir):
+        return "kling"
+    half = KlingCredentials.half_set_error(project_dir)
+    if half is not None:
+        raise half  # half a key pair means Kling was meant: name the missing key, never fall back to the preview
+    return requested or "preview"
 
 
 def open_provider(name: str, project_dir: Path, **options: Any) -> Provider:

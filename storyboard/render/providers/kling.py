@@ -174,6 +174,9 @@ class KlingProvider(KlingHttp):
         if credentials is None:
             from storyboard.errors import UserError
 
+            half = KlingCredentials.half_set_error(project_dir)
+            if half is not None:
+                raise half
             raise UserError(
                 "no Kling credentials are configured",
                 hint="set KLINGAI_ACCESS_KEY and KLINGAI_SECRET_KEY (or KLINGAI_API_KEY) in the environment "

@@ -41,7 +41,9 @@ from storyboard.errors import (
     ProviderError,
     RateLimited,
     Rejected,
+    UserError,
 )
+from storyboard.render.health import HostHealth
 from storyboard.render.providers.base import TaskState
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
@@ -132,6 +134,34 @@ class KlingCredentials:
         if api_key:
             return cls(api_key=api_key, base_url=base_url)
         return None
+
+    @classmethod
+    def missing_half(cls, project_dir: Path | None = None, environ: dict[str, str] | None = None) -> str | None:
+        """The name of the key missing from a half-set pair (only the access or only the secret key), else None.
+
+        Why: with one of the two set, ``from_env`` finds no credentials, and "no credentials" sends
+        the user looking in the wrong place; the message must name the key that is missing.
+        """
+        values: dict[str, str] = {}
+        if project_dir is not None and (Path(project_dir) / ".env").is_file():
+            values.update({k: v for k, v in dotenv_values(Path(project_dir) / ".env").items() if v})
+        values.update({k: v for k, v in (os.environ if environ is None else environ).items() if v})
+        access, secret, api_key = (values.get(k, "").strip() for k in ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY"))
+        if api_key or bool(access) == bool(secret):
+            return None
+        return "KLINGAI_SECRET_KEY" if access else "KLINGAI_ACCESS_KEY"
+
+    @classmethod
+    def half_set_error(cls, project_dir: Path | None = None) -> UserError | None:
+        """The error naming the missing key of a half-set pair, or None when the pair is whole or absent."""
+        missing = cls.missing_half(project_dir)
+        if missing is None:
+            return None
+        present = "KLINGAI_ACCESS_KEY" if missing == "KLINGAI_SECRET_KEY" else "KLINGAI_SECRET_KEY"
+        return UserError(f"{present} is set but {missing} is missing: Kling needs both keys of the pair; "
+                         "nothing was sent",
+                         hint=f"set {missing} in the environment or in the project's .env file "
+                              "(or use KLINGAI_API_KEY alone), or use --provider preview")
 
 
 class KlingAuth:
@@ -295,6 +325,8 @@ class KlingHttp:
             follow_redirects=True,
         )
         self._base_host = urlsplit(credentials.base_url).netloc
+        self.health: HostHealth | None = None
+        """The run's host-health signal, attached by the engine (None: every exchange on its own)."""
         self._sleep = sleep
         self._jitter = jitter
         self.max_read_attempts = max_read_attempts
@@ -344,13 +376,26 @@ class KlingHttp:
         while True:
             headers = {"Content-Type": "application/json",
                        **self._auth_header(api_key_only=api_key_only, force_new=regenerated)}
+            health = self.health  # the engine's run-wide signal (render/health.py), when one is attached
+            if health is not None:
+                health.before_send()
             try:
-                response = await self._client.request(method, path, json=body, params=params, headers=headers)
+                response = await asyncio.wait_for(
+                    self._client.request(method, path, json=body, params=params, headers=headers),
+                    health.answer_timeout() if health is not None else None)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise NeverArrived(self.scrub(f"{type(exc).__name__}: {exc}"), details=details) from None
-            except httpx.TransportError as exc:  # read/write timeout, dropped connection, protocol error
-                raise Ambiguous(self.scrub(f"{type(exc).__name__}: {exc}"), details=details,
+                if health is not None:
+                    health.failed(self._base_host, "refused or did not take the connection")
+                raise NeverArrived(self.scrub(f"{type(exc).__name__}: {exc} (host {self._base_host})"),
+                                   details=details) from None
+            except (httpx.TransportError, TimeoutError) as exc:  # read/write timeout, dropped connection, protocol error
+                if health is not None and isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+                    health.failed(self._base_host, "did not answer")
+                what = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                raise Ambiguous(self.scrub(f"{what} (host {self._base_host})"), details=details,
                                 money_spent=None if during == "create" else False) from None
+            if health is not None:
+                health.answered()
             try:
                 envelope = response.json()
                 if not isinstance(envelope, dict) or "code" not in envelope:
