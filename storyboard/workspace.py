@@ -23,6 +23,7 @@ A workspace is a value: it does no I/O until a method that says so is called.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,20 @@ class Workspace:
     def cuts_dir(self, free: bool) -> Path:
         """Where cuts go: paid clips' cuts in ``out/``, free previews' in ``out/preview/``."""
         return self.out_dir / "preview" if free else self.out_dir
+
+    # ---------------------------------------------------------------- files the project names
+
+    def outside(self, named: str) -> Path | None:
+        """The real path of a file the storyboard names, when it lies outside the project folder.
+
+        Why real paths: a board received from someone else may name ``/home/me/secret.png``,
+        ``../../elsewhere.jpg`` or a symlink inside the project that points out of it; each is
+        uploaded to Kling like a project file, so each is judged after every symlink is resolved.
+        None when the file is inside the project (or cannot be resolved: other checks report it).
+        """
+        try:
+            real = Path(os.path.realpath(self.root / named))
+            root = Path(os.path.realpath(self.root))
+        except (OSError, ValueError):
+            return None
+        return None if real == root or real.is_relative_to(root) else real

@@ -77,6 +77,9 @@ def print_plan(plan: Plan) -> None:
             console.print(f"  {request.id}: {note}", markup=False)
     for note in plan.notes:
         console.print(f"  {note}", markup=False)
+    if plan.outside_files:
+        console.print(f"Uploaded from outside the project folder ({len(plan.outside_files)}): "
+                      + ", ".join(plan.outside_files), style="yellow", markup=False)
     seconds = sum(r.duration for r in plan.requests)
     console.print(
         f"Total: {len(plan.requests)} request(s), {seconds} s rendered, "

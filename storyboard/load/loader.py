@@ -47,6 +47,7 @@ from storyboard.load.spec import (
     Shot,
     Storyboard,
 )
+from storyboard.workspace import Workspace
 
 STORYBOARD_FILE_NAMES = ("storyboard.yaml", "storyboard.yml")
 
@@ -876,6 +877,7 @@ class _Parts:
     cards: list[tuple[str, Card]]
     bed: AudioBed | None
     outputs: list[tuple[int, Output]]
+    outside_files: str = "advise"
 
     @classmethod
     def of(cls, storyboard: Storyboard | None, data: dict) -> _Parts:
@@ -890,6 +892,7 @@ class _Parts:
                 cards=[(name, card) for name, card in (("title", cut.title), ("end_card", cut.end_card)) if card],
                 bed=cut.audio.bed,
                 outputs=list(enumerate(storyboard.outputs)),
+                outside_files=storyboard.outside_files,
             )
         raw_references: dict = data["references"] if isinstance(data.get("references"), dict) else {}
         raw_cut: dict = data["cut"] if isinstance(data.get("cut"), dict) else {}
@@ -906,6 +909,7 @@ class _Parts:
             cards=cards,
             bed=_valid(AudioBed, raw_audio.get("bed")),
             outputs=[(i, o) for i, raw in enumerate(_list(data.get("outputs"))) if (o := _valid(Output, raw))],
+            outside_files="refuse" if data.get("outside_files") == "refuse" else "advise",
         )
 
 
@@ -1194,11 +1198,45 @@ def _check_files(document: YamlDocument, parts: _Parts, files: _FileChecks) -> l
             continue
         reported.add(key)
         problems.extend(_image_problems(files.image(relative), relative, document.locate(path), for_kling))
+    for index, shot, _raw in parts.shots:
+        for kind in ("avatar", "lip_sync"):
+            audio = getattr(getattr(shot, kind, None), "audio", None) if shot is not None else None
+            if audio is not None:
+                uses.append((audio, ("shots", index, kind, "audio"), True))
+    problems.extend(_outside_problems(document, parts, files, [(r, p) for r, p, kling in uses if kling]))
 
     if parts.bed is not None:
         missing = files.missing(parts.bed.file)
         if missing:
             problems.append(Problem(document.locate(("cut", "audio", "bed", "file")), missing))
+    return problems
+
+
+def _outside_problems(document: YamlDocument, parts: _Parts, files: _FileChecks,
+                      uploads: list[tuple[str, tuple[Part, ...]]]) -> list[Problem]:
+    """Every uploaded file outside the project folder, once, at its first use: an advisory, or an
+    error under ``outside_files: refuse`` (a board from someone else could upload any image or
+    audio file this machine can read)."""
+    workspace = Workspace.at(files.project_dir)
+    severity: Literal["error", "advisory"] = "error" if parts.outside_files == "refuse" else "advisory"
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for relative, path in uploads:
+        if relative in seen:
+            continue
+        seen.add(relative)
+        real = workspace.outside(relative)
+        if real is None:
+            continue
+        todo = ("copy it into the project folder and name it from there"
+                if severity == "error" else
+                "copy it into the project folder, or set outside_files: refuse to forbid files from outside")
+        problems.append(Problem(
+            document.locate(path),
+            f"{shown_path(relative)} lies outside the project folder ({shown_path(str(real))}) and is uploaded "
+            f"to Kling: {todo}",
+            severity,
+        ))
     return problems
 
 

@@ -585,6 +585,11 @@ class Storyboard(Strict):
     groups: list[Group] = Field(default_factory=list, description="Explicit multi-shot requests.")
     cut: Cut = Field(default_factory=Cut, description="What the assembler makes of the clips.")
     outputs: list[Output] = Field(default_factory=list, description="Final files; default: one at the project ratio.")
+    outside_files: Literal["advise", "refuse"] = Field(
+        "advise", description="Files this storyboard names that lie outside its project folder (after symlinks), "
+        "which are uploaded to Kling like any other: advise (validate says so at their line, the plan lists them) "
+        "or refuse (an error at their line). Set refuse for boards received from someone else."
+    )
 
     @field_validator("references")
     @classmethod

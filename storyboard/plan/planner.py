@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Problem, StoryboardInvalid
@@ -96,6 +97,7 @@ from storyboard.plan.shots import (
     resolve_shots,
 )
 from storyboard.plan.standard_rules import check_api, check_inline_words
+from storyboard.workspace import Workspace
 
 if TYPE_CHECKING:
     from storyboard.load.loader import LoadedStoryboard
@@ -475,7 +477,23 @@ class _Planning:
             units=units,
             usd=usd(units),
             notes=notes,
+            outside_files=_outside_files(self.loaded.project_dir, self.requests),
         )
+
+
+def _outside_files(project_dir: Path, requests: list[Request]) -> list[str]:
+    """Every file the requests upload that lies outside the project folder, in request order, once.
+
+    Why the plan lists them: the plan is what a user reads before paying, and a board received from
+    someone else may name any image or audio file this machine can read (validate advises too).
+    """
+    workspace = Workspace.at(project_dir)
+    found: dict[str, None] = {}
+    for request in requests:
+        for named in [*request.images.values(), *request.media.values()]:
+            if named not in found and workspace.outside(named) is not None:
+                found[named] = None
+    return list(found)
 
 
 def _has_sound(parts: RequestParts, body: dict[str, Any]) -> bool:
@@ -537,6 +555,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     timestamps, no absolute paths, keys sorted by the caller's ``json.dumps(sort_keys=True)``.
     """
     data = plan.model_dump(mode="json")
+    if not data["outside_files"]:
+        del data["outside_files"]  # only boards naming files from outside have them; others read as before
     for request in data["requests"]:
         if request.get("take", 1) == 1:  # take 1 reads as before takes existed (plan.takes)
             request.pop("take", None)

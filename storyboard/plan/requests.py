@@ -119,6 +119,10 @@ class Plan(Frozen):
     units: float
     usd: float
     notes: list[str] = Field(default_factory=list)
+    outside_files: list[str] = Field(
+        default_factory=list,
+        description="Files the requests upload that lie outside the project folder (as the storyboard names them).",
+    )
 
     def request_for_shot(self, shot_id: str) -> tuple[Request, ShotSlice]:
         """The request that renders a shot, and the shot's slice of its clip."""
