@@ -118,6 +118,12 @@ class Settings(Strict):
         "(the new-standard API: model in the path, API key only). Unset: legacy, except kling-v3-turbo, "
         "which exists only on the new API.",
     )
+    extra: dict[str, Any] | None = Field(
+        None,
+        description="JSON fields the format does not model, merged into the request body as written (both APIs; "
+        "mappings merge, e.g. {settings: {seed: 7}} on the new API). Not checked by validate: Kling judges them; "
+        "the plan lists them. A field the format already writes is refused. A shot's extra merges over defaults'.",
+    )
 
 
 class Defaults(Settings):

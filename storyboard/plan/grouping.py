@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from storyboard.load.spec import PREVIOUS_FRAME
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import OMNI
+from storyboard.plan.extra import extra_of
 from storyboard.plan.rules import Findings, check_explicit_group, input_limit_problem, seconds_text
 from storyboard.plan.shots import RequestInputs, ResolvedShot
 
@@ -102,11 +103,16 @@ class Grouping:
         differing = first.differing_settings(shot)
         if differing:
             return f"shot {shot.id} differs from shot {first.id} in {', '.join(differing)}"
+        if self._extra(shot) != self._extra(first):
+            return f"shot {shot.id} differs from shot {first.id} in extra (a request sends one body)"
         if len(group) >= caps.MULTI_SHOT_MAX_SHOTS:
             return f"a multi-shot request holds at most {caps.MULTI_SHOT_MAX_SHOTS} shots"
         if sum(s.seconds for s in group) + shot.seconds > caps.MULTI_SHOT_MAX_SECONDS:
             return f"a multi-shot request renders at most {caps.MULTI_SHOT_MAX_SECONDS} s"
         return input_limit_problem(self.findings, [*group, shot])
+
+    def _extra(self, shot: ResolvedShot) -> dict:
+        return extra_of(self.findings.board.defaults.extra, shot)
 
     def _explicit_groups(self, shots: list[ResolvedShot]) -> dict[int, Group]:
         """Validate ``groups``; map each valid group's first shot index to its group."""
@@ -127,7 +133,16 @@ class Grouping:
             if len(members) == 1:  # a group of one is honoured as its own (single-shot) request
                 result[indices[0]] = Group(members, multi=False, explicit=g)
                 continue
-            if check_explicit_group(self.findings, g, members):
+            ok = check_explicit_group(self.findings, g, members)
+            for shot in members[1:]:
+                if self._extra(shot) != self._extra(members[0]):
+                    self.findings.error(
+                        self.findings.where(shot, "extra"),
+                        f"group {g + 1}: shot {shot.id} differs from shot {members[0].id} in extra; one request "
+                        "sends one body: give the shots the same extra, or take the shot out of the group",
+                    )
+                    ok = False
+            if ok:
                 total = sum(s.seconds for s in members)
                 result[indices[0]] = Group(members, multi=True, explicit=g)
                 result[indices[0]].notes.append(

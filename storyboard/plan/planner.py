@@ -42,6 +42,7 @@ from storyboard.plan.bodies import (
     number,
 )
 from storyboard.plan.bodies_standard import build_standard_body, standard_endpoint
+from storyboard.plan.extra import apply_extra, extra_of
 from storyboard.plan.framing import FrameSizes, advise_reframing
 from storyboard.plan.grouping import Group, Grouping, durations
 from storyboard.plan.pricing import content_key, estimate_note, external_task_id, price, total_units, usd
@@ -176,8 +177,34 @@ class _Planning:
         choice = caps.decide_api(first.model, first.requested_api)
         if choice.api == caps.NEW_API or first.requested_api is not None:
             notes.append(f"api {choice.api}: {choice.reason}")
+        self._add_extra(group, body, notes)
         self._check_request_text(group, body, registrations)
         return self._request(group, parts, body, endpoint, frames, images, registrations, notes)
+
+    def _add_extra(self, group: Group, body: dict[str, Any], notes: list[str]) -> None:
+        """Merge the shots' ``extra`` into the body; refuse, at its line, a field the format already writes."""
+        first = group.shots[0]
+        extra = extra_of(self.board.defaults.extra, first)
+        if not extra:
+            return
+        added, clashes = apply_extra(body, extra)
+        for path in clashes:
+            top = path.split(".")[0]
+            own = first.spec.extra or {}
+            where = (
+                self.findings.at("shots", first.index, "extra", top)
+                if top in own
+                else self.findings.at("defaults", "extra", top)
+            )
+            self.findings.error(
+                where,
+                f"extra field {path} is already written by the format for this request: remove it from extra "
+                "and set it through the storyboard's own field (extra only adds fields the format does not model)",
+            )
+        if added:
+            notes.append(
+                f"unmodelled fields sent as written (extra; not checked by validate, Kling judges them): {', '.join(added)}"
+            )
 
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]
