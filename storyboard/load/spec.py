@@ -160,11 +160,27 @@ class Element(Strict):
     extra_images: list[str] = Field(
         default_factory=list, max_length=3, description="1-3 more views of the subject (paths), as Kling asks."
     )
+    voice_id: str | None = Field(
+        None,
+        min_length=1,
+        description="A Kling voice (custom or preset voice_id) bound to the element when it is registered "
+        "(element_voice_id); on kling-v3 / kling-v3-omni the element then speaks in it when the shot has "
+        "sound: true and the prompt names the element (<<<element_N>>>, ref() in templates).",
+    )
     tags: list[Literal["o_101", "o_102", "o_103", "o_104", "o_105", "o_106", "o_107", "o_108"]] = Field(
         default_factory=list,
         description="Kling element tags: o_101 hottest, o_102 character, o_103 animal, o_104 item, "
         "o_105 costume, o_106 scene, o_107 effect, o_108 others.",
     )
+
+    @model_validator(mode="after")
+    def _voice_needs_registration(self) -> Element:
+        if self.voice_id is not None and self.element_id is not None:
+            raise ValueError(
+                "voice_id binds a voice when the element is registered; an existing element_id keeps the voice "
+                "it was made with: remove voice_id, or remove element_id to register a new voiced element"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -196,7 +212,7 @@ class Reference(Strict):
     element: Element | None = Field(
         None,
         description="true to register this image as a Kling element once, an existing element_id, "
-        "or a mapping (name, description, extra_images, tags).",
+        "or a mapping (name, description, extra_images, tags, voice_id).",
     )
 
     @model_validator(mode="before")
@@ -322,6 +338,13 @@ class Group(Strict):
     )
 
     shots: list[str] = Field(min_length=1, description="Ids of consecutive shots rendered by one multi-shot request.")
+    shot_type: Literal["customize", "intelligence"] = Field(
+        "customize",
+        description="customize: each shot is sent with its own prompt and seconds (multi_prompt). intelligence: "
+        "the shots' prompts are sent as one prompt and Kling splits it into shots itself (kling-v3, kling-v3-omni), "
+        "so where each shot starts is not known: the cut plays the group as one shot (hard cuts inside, "
+        "captions and trims only at its ends).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ the same order (model, mode, prompts, duration, family fields, then controls and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ def element_entry(
     if element.element_id is not None:
         return {"element_id": element.element_id}
     frontal = images.of(reference.image)
-    placeholder = ELEMENT_SCHEME + frontal[len(IMAGE_SCHEME) :]
+    placeholder = ELEMENT_SCHEME + element_digest(frontal[len(IMAGE_SCHEME) :], element.voice_id)
     description = element.description or reference.description or ref
     registrations.append(
         ElementRegistration(
@@ -66,9 +67,23 @@ def element_entry(
             frontal_image=frontal,
             refer_images=[images.of(extra) for extra in element.extra_images],
             tags=list(element.tags),
+            voice_id=element.voice_id,
         )
     )
     return {"element_id": placeholder}
+
+
+def element_digest(frontal_digest: str, voice_id: str | None) -> str:
+    """The identity of an element to register: its frontal image, and the voice bound to it if any.
+
+    Why the voice is part of it: the same face with another voice is another Kling element, so
+    the journal (keyed by provider + digest) must register it once more, not reuse the silent one.
+    Without a voice the digest stays the image's own, so elements journaled before voices keep
+    their ids.
+    """
+    if voice_id is None:
+        return frontal_digest
+    return hashlib.sha256(f"{frontal_digest}\nvoice:{voice_id}".encode()).hexdigest()
 
 
 def camera_control_body(control: CameraControl) -> dict[str, Any]:
@@ -115,12 +130,23 @@ class RequestParts:
     """None for models whose body has no ``sound`` field."""
     cfg_scale: float | None = None
     watermark: bool = False
+    intelligence: bool = False
+    """Multi-shot ``shot_type: intelligence``: the prompts go as one prompt, Kling cuts the shots itself."""
     api: str = "legacy"
     """The wire form the body is written in: ``legacy`` or ``new`` (``capabilities.decide_api``)."""
 
     @property
     def total_seconds(self) -> int:
         return sum(self.durations)
+
+    @property
+    def intelligence_prompt(self) -> str:
+        """The one prompt of an ``intelligence`` request: the shots' prompts in story order.
+
+        Why "Cut to:" between them: Kling chooses the shots itself (kling-api-2.md §6.1); film
+        language that marks where the story moves on is the only hint a plain prompt can give.
+        """
+        return " Cut to: ".join(p.strip() for p in self.prompts)
 
 
 def build_body(parts: RequestParts) -> dict[str, Any]:
@@ -179,7 +205,11 @@ def _head(parts: RequestParts) -> dict[str, Any]:
     body: dict[str, Any] = {"model_name": parts.model}
     if parts.mode is not None:
         body["mode"] = parts.mode
-    if parts.multi:
+    if parts.intelligence:
+        body["prompt"] = parts.intelligence_prompt
+        body["multi_shot"] = True
+        body["shot_type"] = "intelligence"
+    elif parts.multi:
         body["prompt"] = ""
         body["multi_shot"] = True
         body["shot_type"] = "customize"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Problem, StoryboardInvalid
 from storyboard.load.spec import PREVIOUS_FRAME
-from storyboard.plan import FRAME_SCHEME, ElementRegistration, Plan, Request, ShotSlice
+from storyboard.plan import ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, ElementRegistration, Plan, Request, ShotSlice
 from storyboard.plan import capabilities as caps
 from storyboard.plan.bodies import (
     ImagePlaceholders,
@@ -44,7 +44,7 @@ from storyboard.plan.bodies import (
 from storyboard.plan.bodies_standard import build_standard_body, standard_endpoint
 from storyboard.plan.extra import apply_extra, extra_of
 from storyboard.plan.framing import FrameSizes, advise_reframing
-from storyboard.plan.grouping import Group, Grouping, durations
+from storyboard.plan.grouping import Group, Grouping, check_intelligence_cut, durations
 from storyboard.plan.pricing import content_key, estimate_note, external_task_id, price, total_units, usd
 from storyboard.plan.prompts import (
     INLINE_TEMPLATE_FIELDS,
@@ -68,6 +68,7 @@ from storyboard.plan.rules import (
     check_request_shape,
     check_shot,
     check_text,
+    check_voiced_element,
     check_voices_in_request,
     prompt_location,
     prompt_too_long,
@@ -143,7 +144,9 @@ class _Planning:
             check_shot(self.findings, shot)
             check_api(self.findings, shot)
         request_of_shot: dict[int, Request] = {}
-        for group in Grouping(self.findings, self.unpackable).groups(shots):
+        groups = Grouping(self.findings, self.unpackable).groups(shots)
+        check_intelligence_cut(self.findings, groups)
+        for group in groups:
             request = self._build(group, request_of_shot)
             self.requests.append(request)
             for shot in group.shots:
@@ -164,11 +167,13 @@ class _Planning:
         seconds = durations(self.findings, group, inputs, frames.end is not None, notes)
         prompts = self._prompts(group, inputs)
         registrations: list[ElementRegistration] = []
+        self.voiced_notes: list[str] = []
         parts = self._parts(group, inputs, frames, seconds, prompts, images, registrations)
+        notes.extend(self.voiced_notes)
         if parts.api == caps.NEW_API and parts.model in caps.NEW_API_MODELS and parts.family in caps.NEW_API_ENDPOINTS:
             body = build_standard_body(parts)
             endpoint = standard_endpoint(parts)
-            if parts.multi:
+            if parts.multi and not parts.intelligence:
                 for shot, prompt in zip(group.shots, prompts):
                     check_inline_words(self.findings, shot, prompt)
         else:
@@ -242,11 +247,21 @@ class _Planning:
         return reference.image if reference else value
 
     def _prompts(self, group: Group, inputs: RequestInputs) -> list[str]:
-        prompts = [self.renderer.render(shot, inputs, group.multi) for shot in group.shots]
+        # an intelligence request sends one plain prompt: each shot renders as a single shot would
+        per_shot = group.multi and not group.intelligence
+        prompts = [self.renderer.render(shot, inputs, per_shot) for shot in group.shots]
+        if group.intelligence and group.explicit is not None:
+            joined = len(" Cut to: ".join(p.strip() for p in prompts))
+            if joined > caps.PROMPT_MAX:
+                self.findings.error(
+                    self.findings.at("groups", group.explicit),
+                    f"group {group.explicit + 1}'s shots make a {joined}-character prompt; an intelligence request "
+                    f"sends them as one prompt of at most {caps.PROMPT_MAX}: shorten the prompts or split the group",
+                )
         for shot, prompt in zip(group.shots, prompts):
             self.prompts[shot.id] = prompt
             check_text(self.findings, prompt_location(self.findings, shot), "the prompt", prompt)
-            problem = prompt_too_long(shot, prompt, group.multi)
+            problem = prompt_too_long(shot, prompt, per_shot)
             if problem is None:
                 continue
             if group.multi and group.explicit is None and self.board.defaults.strategy == "auto":
@@ -283,11 +298,19 @@ class _Planning:
             sound=first.sound if info.has_sound_field else None,
             cfg_scale=first.cfg_scale if info.cfg_scale else None,
             watermark=first.watermark,
+            intelligence=group.intelligence,
             api=first.api,
         )
-        for ref in inputs.element_refs:
+        for n, ref in enumerate(inputs.element_refs, 1):
             check_element(self.findings, ref)
             parts.elements.append(element_entry(self.board, ref, images, registrations))
+            spoken = " ".join(prompts)
+            if check_voiced_element(self.findings, first, ref, spoken, f"<<<element_{n}>>>"):
+                self.voiced_notes.append(
+                    f"reference {ref} speaks through its element in voice {self.board.references[ref].element.voice_id} "  # type: ignore[union-attr]
+                    "(kling-api-2.md §3.3: on 3.0 a voice comes through an element); priced as native audio: "
+                    "Kling's 2026 table has no 3.0 voice-control row (unverified)"
+                )
         if first.spec.camera_control and not group.multi:
             check_camera_control(self.findings, first, inputs.family, parts.total_seconds)
             parts.camera_control = camera_control_body(first.spec.camera_control)
@@ -456,8 +479,14 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """
     data = plan.model_dump(mode="json")
     for request in data["requests"]:
+        names = dict(request["images"])
+        for registration in request["elements"]:  # a voiced element's digest is not its image's
+            digest = registration["placeholder"].removeprefix(ELEMENT_SCHEME)
+            if registration.get("voice_id") and digest not in names:
+                frontal = names.get(registration["frontal_image"].removeprefix(IMAGE_SCHEME), "unknown")
+                names[digest] = f"{frontal} voice {registration['voice_id']}"
         for part in ("body", "shots", "elements"):
-            request[part] = _show_placeholders(request[part], request["images"])
+            request[part] = _show_placeholders(request[part], names)
     return data
 
 

@@ -63,6 +63,9 @@ class ElementRegistration(Frozen):
     frontal_image: str = Field(description="Image placeholder of the frontal view.")
     refer_images: list[str] = Field(description="Image placeholders of the extra views (1-3).")
     tags: list[str] = Field(default_factory=list)
+    voice_id: str | None = Field(
+        None, description="A voice bound to the element at registration (element_voice_id); part of its identity."
+    )
 
 
 class Request(Frozen):

@@ -698,9 +698,12 @@ class KlingProvider:
             }
             if registration.tags:
                 body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
+            if registration.voice_id is not None:
+                body["element_voice_id"] = registration.voice_id
             return body
 
-        digest = registration.frontal_image.removeprefix(IMAGE_SCHEME)
+        # the element's identity (its frontal image, and its bound voice if any: bodies.element_digest)
+        digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)
         label = f"element {registration.reference}"
         # Kling keeps external ids unique per account, failed tasks included: after a failed
         # registration the next attempt needs the next id (sb-el-<digest>, then -2, -3, ...).
