@@ -146,7 +146,17 @@ class RequestParts:
         Why "Cut to:" between them: Kling chooses the shots itself (kling-api-2.md §6.1); film
         language that marks where the story moves on is the only hint a plain prompt can give.
         """
-        return " Cut to: ".join(p.strip() for p in self.prompts)
+        return intelligence_prompt(self.prompts)
+
+
+def intelligence_prompt(prompts: list[str]) -> str:
+    """Shot prompts as one prompt, each after the first introduced by "Cut to:" (see ``RequestParts``)."""
+    text = ""
+    for prompt in (p.strip() for p in prompts):
+        if text:
+            text += ("" if text[-1] in ".!?" else ".") + " Cut to: "
+        text += prompt
+    return text
 
 
 def build_body(parts: RequestParts) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from storyboard.plan.bodies import (
     build_body,
     camera_control_body,
     element_entry,
+    intelligence_prompt,
     motion_brush_fields,
     number,
 )
@@ -251,7 +252,7 @@ class _Planning:
         per_shot = group.multi and not group.intelligence
         prompts = [self.renderer.render(shot, inputs, per_shot) for shot in group.shots]
         if group.intelligence and group.explicit is not None:
-            joined = len(" Cut to: ".join(p.strip() for p in prompts))
+            joined = len(intelligence_prompt(prompts))
             if joined > caps.PROMPT_MAX:
                 self.findings.error(
                     self.findings.at("groups", group.explicit),
