@@ -294,3 +294,56 @@ def test_scene_detection_finds_no_cut_in_a_continuous_pan(tmp_path):
     clip = tmp_path / "one-shot.mp4"
     write_two_shot_clip(clip, first=48, second=0)
     assert scene_cuts(clip) == []
+
+
+# ---- custom voices ---------------------------------------------------------------------------------
+
+CUSTOM = """
+    name: c
+    defaults: {model: kling-v3-omni, sound: true, strategy: per_shot}
+    voices:
+      narrator: {url: "https://example.com/voices/narrator_12s.wav", name: Narrator}
+    references:
+      host:
+        image: refs/host.png
+        element: {voice: narrator, extra_images: [refs/host-side.png]}
+    shots:
+      - {id: a, duration: 5, references: [host], prompt: "{{ ref('host') }} says: \\"Good morning.\\""}
+      - {id: b, duration: 5, references: [host], prompt: "{{ ref('host') }} waves"}
+    """
+
+
+def test_a_custom_voice_is_cloned_once_per_account_then_bound_to_its_element(make_project):
+    fake = FakeKling()
+    project = make_project(CUSTOM, images=IMAGES)
+    plan = planner.plan(load(project))
+    registration = plan.requests[0].elements[0]
+    assert registration.custom_voice is not None and registration.voice_id == registration.custom_voice.placeholder
+    assert any("narrator (a custom voice registered once per account" in n for n in plan.requests[0].notes)
+    result = render(plan, project, fake, concurrency=2)
+    assert result.ok, result.failed
+    (voice_task,) = [t for t in fake.tasks.values() if t.voice]
+    assert voice_task.body == {"voice_name": "Narrator", "voice_url": "https://example.com/voices/narrator_12s.wav",
+                               "external_task_id": voice_task.external_task_id}
+    (element_task,) = [t for t in fake.tasks.values() if t.element]
+    assert element_task.body["element_voice_id"] == voice_task.voice["voice_id"]
+    with Journal.open(project) as journal:
+        digest = registration.custom_voice.placeholder.removeprefix("voice://sha256/")
+        assert journal.voice_id("kling", digest) == voice_task.voice["voice_id"]
+    # another project on the same account: the voice and the element are found by external id, not made again
+    other = make_project(CUSTOM.replace("waves", "waves twice"), images=IMAGES)
+    assert render(planner.plan(load(other)), other, fake).ok
+    assert sum(fake.voice_creates.values()) == 1 and sum(fake.element_creates.values()) == 1
+    assert fake.charged_units == pytest.approx(4 + 4 + 4 + 0.05), "three clips and one voice, each paid once"
+
+
+def test_an_unknown_voice_and_a_local_recording_are_refused_at_their_lines(make_project):
+    unknown = make_project(CUSTOM.replace("element: {voice: narrator", "element: {voice: anchor"), images=IMAGES)
+    ((line, path, message),) = errors(unknown)
+    assert (line, path) == (9, "references.host.element.voice") and "not among the storyboard's voices (narrator)" in message
+    local = make_project(CUSTOM.replace("https://example.com/voices/narrator_12s.wav", "audio/narrator.wav"),
+                         images=IMAGES)
+    with pytest.raises(StoryboardInvalid) as caught:
+        load(local)
+    assert "storyboard.yaml:5" in str(caught.value) and "voices.narrator.url" in str(caught.value)
+    assert "is not a public URL of a recording" in str(caught.value)

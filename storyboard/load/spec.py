@@ -167,6 +167,11 @@ class Element(Strict):
         "(element_voice_id); on kling-v3 / kling-v3-omni the element then speaks in it when the shot has "
         "sound: true and the prompt names the element (<<<element_N>>>, ref() in templates).",
     )
+    voice: str | None = Field(
+        None,
+        description="The id of one of the storyboard's voices: that custom voice is registered once per Kling "
+        "account, then bound to the element like voice_id.",
+    )
     tags: list[Literal["o_101", "o_102", "o_103", "o_104", "o_105", "o_106", "o_107", "o_108"]] = Field(
         default_factory=list,
         description="Kling element tags: o_101 hottest, o_102 character, o_103 animal, o_104 item, "
@@ -175,7 +180,9 @@ class Element(Strict):
 
     @model_validator(mode="after")
     def _voice_needs_registration(self) -> Element:
-        if self.voice_id is not None and self.element_id is not None:
+        if self.voice_id is not None and self.voice is not None:
+            raise ValueError("give the element voice_id (a Kling voice) or voice (one of the storyboard's voices), not both")
+        if (self.voice_id is not None or self.voice is not None) and self.element_id is not None:
             raise ValueError(
                 "voice_id binds a voice when the element is registered; an existing element_id keeps the voice "
                 "it was made with: remove voice_id, or remove element_id to register a new voiced element"
@@ -189,6 +196,33 @@ class Element(Strict):
             return {}
         if isinstance(value, int) and not isinstance(value, bool):
             return {"element_id": value}
+        return value
+
+
+VOICE_URL = r"^https?://\S+\.(?:[Mm][Pp]3|[Ww][Aa][Vv]|[Mm][Pp]4|[Mm][Oo][Vv])(?:\?\S*)?$"
+"""Kling clones a custom voice from a public URL of an mp3, wav, mp4 or mov file (kling-api.md §7.4)."""
+
+
+class CustomVoice(Strict):
+    """A voice Kling clones from a recording, registered once per account and journaled like elements."""
+
+    url: str = Field(
+        description="Public http(s) URL of an mp3, wav, mp4 or mov recording: one clean speaker, 5-30 s "
+        "(Kling fetches it; a local file cannot be sent).",
+        json_schema_extra={"pattern": VOICE_URL},
+    )
+    name: str | None = Field(
+        None, max_length=20, description="Voice name in your Kling library (at most 20 characters); defaults to the voice id."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _public_recording(cls, value: str) -> str:
+        if not re.match(VOICE_URL, value):
+            raise ValueError(
+                f"{value!r} is not a public URL of a recording: Kling clones a voice from an http(s) URL of an "
+                "mp3, wav, mp4 or mov file (5-30 s, one speaker); upload the recording and give its URL"
+            )
         return value
 
 
@@ -514,11 +548,25 @@ class Storyboard(Strict):
         description="Named images (subject, style or environment) shots use by id.",
         json_schema_extra={"propertyNames": {"pattern": SHOT_ID}},
     )
+    voices: dict[str, CustomVoice] = Field(
+        default_factory=dict,
+        description="Custom voices by id, cloned from a recording once per Kling account (0.05 units each); "
+        "an element binds one with element: {voice: <id>}.",
+        json_schema_extra={"propertyNames": {"pattern": SHOT_ID}},
+    )
     vars: dict[str, Any] = Field(default_factory=dict, description="Values every template sees as vars.")
     shots: list[Shot] = Field(min_length=1, description="The shots, in story order.")
     groups: list[Group] = Field(default_factory=list, description="Explicit multi-shot requests.")
     cut: Cut = Field(default_factory=Cut, description="What the assembler makes of the clips.")
     outputs: list[Output] = Field(default_factory=list, description="Final files; default: one at the project ratio.")
+
+    @field_validator("voices")
+    @classmethod
+    def _voice_ids(cls, value: dict[str, CustomVoice]) -> dict[str, CustomVoice]:
+        for key in value:
+            if not re.match(SHOT_ID, key):
+                raise ValueError(f"voice id {key!r} must be letters, digits, - and _ (at most 48)")
+        return value
 
     @field_validator("references")
     @classmethod

@@ -9,11 +9,13 @@ from storyboard.plan.requests import (
     FRAME_SCHEME,
     IMAGE_SCHEME,
     UNIT_PRICE_USD,
+    VOICE_SCHEME,
     ElementRegistration,
     Family,
     Plan,
     Request,
     ShotSlice,
+    VoiceRegistration,
 )
 
 __all__ = [
@@ -21,9 +23,11 @@ __all__ = [
     "FRAME_SCHEME",
     "IMAGE_SCHEME",
     "UNIT_PRICE_USD",
+    "VOICE_SCHEME",
     "ElementRegistration",
     "Family",
     "Plan",
     "Request",
     "ShotSlice",
+    "VoiceRegistration",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.load.spec import CameraControl, MotionBrush
-from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, ElementRegistration
+from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, VoiceRegistration
 from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ def element_entry(
     if element.element_id is not None:
         return {"element_id": element.element_id}
     frontal = images.of(reference.image)
-    placeholder = ELEMENT_SCHEME + element_digest(frontal[len(IMAGE_SCHEME) :], element.voice_id)
+    custom_voice = custom_voice_of(board, element.voice)
+    voice_id = custom_voice.placeholder if custom_voice else element.voice_id
+    placeholder = ELEMENT_SCHEME + element_digest(frontal[len(IMAGE_SCHEME) :], voice_id)
     description = element.description or reference.description or ref
     registrations.append(
         ElementRegistration(
@@ -67,10 +69,25 @@ def element_entry(
             frontal_image=frontal,
             refer_images=[images.of(extra) for extra in element.extra_images],
             tags=list(element.tags),
-            voice_id=element.voice_id,
+            voice_id=voice_id,
+            custom_voice=custom_voice,
         )
     )
     return {"element_id": placeholder}
+
+
+def custom_voice_of(board: Storyboard, voice: str | None) -> VoiceRegistration | None:
+    """The registration of one of the storyboard's ``voices`` (None: no such voice, or none asked).
+
+    Its digest hashes the recording's URL and the name: the same recording under the same name is
+    one voice on the account, whatever the storyboard calls it.
+    """
+    if voice is None or voice not in board.voices:
+        return None
+    spec = board.voices[voice]
+    name = (spec.name or voice)[:20]
+    digest = hashlib.sha256(f"{spec.url}\nname:{name}".encode()).hexdigest()
+    return VoiceRegistration(placeholder=VOICE_SCHEME + digest, voice=voice, name=name, url=spec.url)
 
 
 def element_digest(frontal_digest: str, voice_id: str | None) -> str:

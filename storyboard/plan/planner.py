@@ -308,7 +308,7 @@ class _Planning:
             spoken = " ".join(prompts)
             if check_voiced_element(self.findings, first, ref, spoken, f"<<<element_{n}>>>"):
                 self.voiced_notes.append(
-                    f"reference {ref} speaks through its element in voice {self.board.references[ref].element.voice_id} "  # type: ignore[union-attr]
+                    f"reference {ref} speaks through its element in voice {_voice_named(self.board, ref)} "
                     "(kling-api-2.md §3.3: on 3.0 a voice comes through an element); priced as native audio: "
                     "Kling's 2026 table has no 3.0 voice-control row (unverified)"
                 )
@@ -430,6 +430,13 @@ class _Planning:
         )
 
 
+def _voice_named(board: Any, ref: str) -> str:
+    element = board.references[ref].element
+    if element.voice is not None:
+        return f"{element.voice} (a custom voice registered once per account, 0.05 units)"
+    return str(element.voice_id)
+
+
 def _has_sound(parts: RequestParts, body: dict[str, Any]) -> bool:
     """Whether the clip has native audio: the legacy ``sound``, the new ``settings.audio``, or always (Turbo)."""
     if caps.MODELS[parts.model].always_sound:
@@ -485,7 +492,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             digest = registration["placeholder"].removeprefix(ELEMENT_SCHEME)
             if registration.get("voice_id") and digest not in names:
                 frontal = names.get(registration["frontal_image"].removeprefix(IMAGE_SCHEME), "unknown")
-                names[digest] = f"{frontal} voice {registration['voice_id']}"
+                custom = registration.get("custom_voice")
+                names[digest] = f"{frontal} voice {custom['voice'] if custom else registration['voice_id']}"
         for part in ("body", "shots", "elements"):
             request[part] = _show_placeholders(request[part], names)
     return data

@@ -439,7 +439,7 @@ def check_voiced_element(findings: Findings, shot: ResolvedShot, ref: str, promp
     prompt (kling-api-2.md §3.3); a silent request still shows the element, so these are advisories.
     """
     element = findings.board.references[ref].element
-    if element is None or element.voice_id is None:
+    if element is None or (element.voice_id is None and element.voice is None):
         return False
     where = findings.at("references", ref, "element", "voice_id")
     if not shot.info.offers_sound(shot.mode):
@@ -452,7 +452,8 @@ def check_voiced_element(findings: Findings, shot: ResolvedShot, ref: str, promp
     if not shot.sound and not shot.info.always_sound:
         findings.advise(
             findings.where(shot, "sound"),
-            f"shot {shot.id} uses reference {ref}, whose element speaks in voice {element.voice_id}, but sound is off: "
+            f"shot {shot.id} uses reference {ref}, whose element speaks in voice {element.voice_id or element.voice}, "
+            "but sound is off: "
             "set sound: true to hear it",
         )
         return False
@@ -471,6 +472,13 @@ def check_element(findings: Findings, ref: str) -> None:
     reference = findings.board.references[ref]
     element = reference.element
     assert element is not None
+    if element.voice is not None and element.voice not in findings.board.voices:
+        known = ", ".join(findings.board.voices) or "none"
+        findings.error(
+            findings.at("references", ref, "element", "voice"),
+            f"reference {ref}'s element names voice {element.voice!r}, which is not among the storyboard's voices "
+            f"({known}): add it under voices: with the url of its recording, or use voice_id for a Kling voice",
+        )
     if element.element_id is not None:
         return
     if not element.extra_images:

@@ -83,6 +83,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE requests ADD COLUMN reported_duration REAL;
     """,
+    # 3: custom voices registered on the account (kling-api.md §7.4), once per provider + digest of
+    # the voice's source and name, like elements; Kling's voice ids are strings
+    """
+    CREATE TABLE voices (
+        provider TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        voice_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (provider, digest)
+    );
+    """,
 ]
 
 
@@ -333,6 +344,14 @@ class Journal:
     def record_element(self, provider: str, digest: str, element_id: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO elements (provider, digest, element_id, created_at) VALUES (?, ?, ?, ?)",
                          (provider, digest, int(element_id), self._clock()))
+
+    def voice_id(self, provider: str, digest: str) -> str | None:
+        row = self._db.execute("SELECT voice_id FROM voices WHERE provider=? AND digest=?", (provider, digest)).fetchone()
+        return str(row[0]) if row else None
+
+    def record_voice(self, provider: str, digest: str, voice_id: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO voices (provider, digest, voice_id, created_at) VALUES (?, ?, ?, ?)",
+                         (provider, digest, str(voice_id), self._clock()))
 
     # ---- runs -----------------------------------------------------------------------------
 
