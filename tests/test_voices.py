@@ -347,3 +347,24 @@ def test_an_unknown_voice_and_a_local_recording_are_refused_at_their_lines(make_
         load(local)
     assert "storyboard.yaml:5" in str(caught.value) and "voices.narrator.url" in str(caught.value)
     assert "is not a public URL of a recording" in str(caught.value)
+
+
+def test_voice_in_a_template_names_a_listed_voice_and_refuses_another(make_project):
+    template = """
+        name: t
+        defaults: {model: kling-v2-6, mode: pro, sound: true}
+        shots:
+          - {id: a, duration: 5, start_frame: refs/host.png, voices: ["850087542757535834"],
+             prompt: "{{ voice(1) }} The host says: \\"Welcome.\\""}
+          - {id: b, duration: 5, start_frame: refs/host.png, voices: ["850087542757535834"],
+             prompt: "{{ voice(2) }} says hello"}
+        """
+    project = make_project(template, images=IMAGES)
+    loaded = load(project)
+    problems = [p for p in planner.check(loaded) if p.severity == "error"]
+    assert len(problems) == 1 and "voice(2): shot b lists 1 voice(s) in voices: use 1 to 1" in problems[0].message
+    assert problems[0].location.line in (7, 8)
+    fixed = make_project(template.replace("voice(2)", "voice(1)"), images=IMAGES)
+    body = planner.plan(load(fixed)).requests[0].body
+    assert body["prompt"] == '<<<voice_1>>> The host says: "Welcome."'
+    assert body["voice_list"] == [{"voice_id": "850087542757535834"}]
