@@ -56,7 +56,7 @@ SCHEMA_CASES = [
         """,
         [
             "2:1: colour: unknown key 'colour': valid keys here are version, name, description, defaults, "
-            "references, vars, shots, groups, cut, outputs, outside_files"
+            "references, voices, vars, shots, groups, cut, outputs, outside_files"
         ],
         id="unknown-key-lists-valid-keys",
     ),

@@ -489,8 +489,10 @@ CHECK_CASES = [
         """,
         4,
         "shots[0].voices",
-        "voices are offered only on kling-v2-6 pro image-to-video (5 or 10 s), not on kling-v3 std: remove voices or "
-        "switch the shot to kling-v2-6 pro",
+        "kling-v3 takes no voice_list (Kling's 2026 capability map: voice control is not supported on 3.0): "
+        "a 3.0 voice comes through an element: give the speaking reference element: {voice_id: <voice id>}, "
+        "list it in this shot's references, set sound: true and name it in the prompt (ref() in templates); "
+        "or render this shot on kling-v2-6 pro with voices",
         id="voices-on-v3",
     ),
     pytest.param(

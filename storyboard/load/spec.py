@@ -118,6 +118,12 @@ class Settings(Strict):
         "(the new-standard API: model in the path, API key only). Unset: legacy, except kling-v3-turbo, "
         "which exists only on the new API.",
     )
+    extra: dict[str, Any] | None = Field(
+        None,
+        description="JSON fields the format does not model, merged into the request body as written (both APIs; "
+        "mappings merge, e.g. {settings: {seed: 7}} on the new API). Not checked by validate: Kling judges them; "
+        "the plan lists them. A field the format already writes is refused. A shot's extra merges over defaults'.",
+    )
 
 
 class Defaults(Settings):
@@ -154,11 +160,34 @@ class Element(Strict):
     extra_images: list[str] = Field(
         default_factory=list, max_length=3, description="1-3 more views of the subject (paths), as Kling asks."
     )
+    voice_id: str | None = Field(
+        None,
+        min_length=1,
+        description="A Kling voice (custom or preset voice_id) bound to the element when it is registered "
+        "(element_voice_id); on kling-v3 / kling-v3-omni the element then speaks in it when the shot has "
+        "sound: true and the prompt names the element (<<<element_N>>>, ref() in templates).",
+    )
+    voice: str | None = Field(
+        None,
+        description="The id of one of the storyboard's voices: that custom voice is registered once per Kling "
+        "account, then bound to the element like voice_id.",
+    )
     tags: list[Literal["o_101", "o_102", "o_103", "o_104", "o_105", "o_106", "o_107", "o_108"]] = Field(
         default_factory=list,
         description="Kling element tags: o_101 hottest, o_102 character, o_103 animal, o_104 item, "
         "o_105 costume, o_106 scene, o_107 effect, o_108 others.",
     )
+
+    @model_validator(mode="after")
+    def _voice_needs_registration(self) -> Element:
+        if self.voice_id is not None and self.voice is not None:
+            raise ValueError("give the element voice_id (a Kling voice) or voice (one of the storyboard's voices), not both")
+        if (self.voice_id is not None or self.voice is not None) and self.element_id is not None:
+            raise ValueError(
+                "voice_id binds a voice when the element is registered; an existing element_id keeps the voice "
+                "it was made with: remove voice_id, or remove element_id to register a new voiced element"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -167,6 +196,33 @@ class Element(Strict):
             return {}
         if isinstance(value, int) and not isinstance(value, bool):
             return {"element_id": value}
+        return value
+
+
+VOICE_URL = r"^https?://\S+\.(?:[Mm][Pp]3|[Ww][Aa][Vv]|[Mm][Pp]4|[Mm][Oo][Vv])(?:\?\S*)?$"
+"""Kling clones a custom voice from a public URL of an mp3, wav, mp4 or mov file (kling-api.md §7.4)."""
+
+
+class CustomVoice(Strict):
+    """A voice Kling clones from a recording, registered once per account and journaled like elements."""
+
+    url: str = Field(
+        description="Public http(s) URL of an mp3, wav, mp4 or mov recording: one clean speaker, 5-30 s "
+        "(Kling fetches it; a local file cannot be sent).",
+        json_schema_extra={"pattern": VOICE_URL},
+    )
+    name: str | None = Field(
+        None, max_length=20, description="Voice name in your Kling library (at most 20 characters); defaults to the voice id."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _public_recording(cls, value: str) -> str:
+        if not re.match(VOICE_URL, value):
+            raise ValueError(
+                f"{value!r} is not a public URL of a recording: Kling clones a voice from an http(s) URL of an "
+                "mp3, wav, mp4 or mov file (5-30 s, one speaker); upload the recording and give its URL"
+            )
         return value
 
 
@@ -190,7 +246,7 @@ class Reference(Strict):
     element: Element | None = Field(
         None,
         description="true to register this image as a Kling element once, an existing element_id, "
-        "or a mapping (name, description, extra_images, tags).",
+        "or a mapping (name, description, extra_images, tags, voice_id).",
     )
 
     @model_validator(mode="before")
@@ -411,6 +467,13 @@ class Group(Strict):
     )
 
     shots: list[str] = Field(min_length=1, description="Ids of consecutive shots rendered by one multi-shot request.")
+    shot_type: Literal["customize", "intelligence"] = Field(
+        "customize",
+        description="customize: each shot is sent with its own prompt and seconds (multi_prompt). intelligence: "
+        "the shots' prompts are sent as one prompt and Kling splits it into shots itself (kling-v3, kling-v3-omni), "
+        "so where each shot starts is not known: the cut plays the group as one shot (hard cuts inside, "
+        "captions and trims only at its ends).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -580,6 +643,12 @@ class Storyboard(Strict):
         description="Named images (subject, style or environment) shots use by id.",
         json_schema_extra={"propertyNames": {"pattern": SHOT_ID}},
     )
+    voices: dict[str, CustomVoice] = Field(
+        default_factory=dict,
+        description="Custom voices by id, cloned from a recording once per Kling account (0.05 units each); "
+        "an element binds one with element: {voice: <id>}.",
+        json_schema_extra={"propertyNames": {"pattern": SHOT_ID}},
+    )
     vars: dict[str, Any] = Field(default_factory=dict, description="Values every template sees as vars.")
     shots: list[Shot] = Field(min_length=1, description="The shots, in story order.")
     groups: list[Group] = Field(default_factory=list, description="Explicit multi-shot requests.")
@@ -590,6 +659,14 @@ class Storyboard(Strict):
         "which are uploaded to Kling like any other: advise (validate says so at their line, the plan lists them) "
         "or refuse (an error at their line). Set refuse for boards received from someone else."
     )
+
+    @field_validator("voices")
+    @classmethod
+    def _voice_ids(cls, value: dict[str, CustomVoice]) -> dict[str, CustomVoice]:
+        for key in value:
+            if not re.match(SHOT_ID, key):
+                raise ValueError(f"voice id {key!r} must be letters, digits, - and _ (at most 48)")
+        return value
 
     @field_validator("references")
     @classmethod

@@ -12,11 +12,13 @@ from storyboard.plan.requests import (
     IMAGE_SCHEME,
     UNIT_PRICE_USD,
     VIDEO_SCHEME,
+    VOICE_SCHEME,
     ElementRegistration,
     Family,
     Plan,
     Request,
     ShotSlice,
+    VoiceRegistration,
 )
 
 __all__ = [
@@ -27,9 +29,11 @@ __all__ = [
     "IMAGE_SCHEME",
     "UNIT_PRICE_USD",
     "VIDEO_SCHEME",
+    "VOICE_SCHEME",
     "ElementRegistration",
     "Family",
     "Plan",
     "Request",
     "ShotSlice",
+    "VoiceRegistration",
 ]

@@ -12,13 +12,14 @@ the same order (model, mode, prompts, duration, family fields, then controls and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.load.spec import CameraControl, MotionBrush
-from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, ElementRegistration
+from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, VoiceRegistration
 from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO
 
 if TYPE_CHECKING:
@@ -55,7 +56,9 @@ def element_entry(
     if element.element_id is not None:
         return {"element_id": element.element_id}
     frontal = images.of(reference.image)
-    placeholder = ELEMENT_SCHEME + frontal[len(IMAGE_SCHEME) :]
+    custom_voice = custom_voice_of(board, element.voice)
+    voice_id = custom_voice.placeholder if custom_voice else element.voice_id
+    placeholder = ELEMENT_SCHEME + element_digest(frontal[len(IMAGE_SCHEME) :], voice_id)
     description = element.description or reference.description or ref
     registrations.append(
         ElementRegistration(
@@ -66,9 +69,38 @@ def element_entry(
             frontal_image=frontal,
             refer_images=[images.of(extra) for extra in element.extra_images],
             tags=list(element.tags),
+            voice_id=voice_id,
+            custom_voice=custom_voice,
         )
     )
     return {"element_id": placeholder}
+
+
+def custom_voice_of(board: Storyboard, voice: str | None) -> VoiceRegistration | None:
+    """The registration of one of the storyboard's ``voices`` (None: no such voice, or none asked).
+
+    Its digest hashes the recording's URL and the name: the same recording under the same name is
+    one voice on the account, whatever the storyboard calls it.
+    """
+    if voice is None or voice not in board.voices:
+        return None
+    spec = board.voices[voice]
+    name = (spec.name or voice)[:20]
+    digest = hashlib.sha256(f"{spec.url}\nname:{name}".encode()).hexdigest()
+    return VoiceRegistration(placeholder=VOICE_SCHEME + digest, voice=voice, name=name, url=spec.url)
+
+
+def element_digest(frontal_digest: str, voice_id: str | None) -> str:
+    """The identity of an element to register: its frontal image, and the voice bound to it if any.
+
+    Why the voice is part of it: the same face with another voice is another Kling element, so
+    the journal (keyed by provider + digest) must register it once more, not reuse the silent one.
+    Without a voice the digest stays the image's own, so elements journaled before voices keep
+    their ids.
+    """
+    if voice_id is None:
+        return frontal_digest
+    return hashlib.sha256(f"{frontal_digest}\nvoice:{voice_id}".encode()).hexdigest()
 
 
 def camera_control_body(control: CameraControl) -> dict[str, Any]:
@@ -115,6 +147,8 @@ class RequestParts:
     """None for models whose body has no ``sound`` field."""
     cfg_scale: float | None = None
     watermark: bool = False
+    intelligence: bool = False
+    """Multi-shot ``shot_type: intelligence``: the prompts go as one prompt, Kling cuts the shots itself."""
     api: str = "legacy"
     """The wire form the body is written in: ``legacy`` or ``new`` (``capabilities.decide_api``)."""
     video: dict[str, str] | None = None
@@ -123,6 +157,25 @@ class RequestParts:
     @property
     def total_seconds(self) -> int:
         return sum(self.durations)
+
+    @property
+    def intelligence_prompt(self) -> str:
+        """The one prompt of an ``intelligence`` request: the shots' prompts in story order.
+
+        Why "Cut to:" between them: Kling chooses the shots itself (kling-api-2.md §6.1); film
+        language that marks where the story moves on is the only hint a plain prompt can give.
+        """
+        return intelligence_prompt(self.prompts)
+
+
+def intelligence_prompt(prompts: list[str]) -> str:
+    """Shot prompts as one prompt, each after the first introduced by "Cut to:" (see ``RequestParts``)."""
+    text = ""
+    for prompt in (p.strip() for p in prompts):
+        if text:
+            text += ("" if text[-1] in ".!?" else ".") + " Cut to: "
+        text += prompt
+    return text
 
 
 def build_body(parts: RequestParts) -> dict[str, Any]:
@@ -185,7 +238,11 @@ def _head(parts: RequestParts) -> dict[str, Any]:
     body: dict[str, Any] = {"model_name": parts.model}
     if parts.mode is not None:
         body["mode"] = parts.mode
-    if parts.multi:
+    if parts.intelligence:
+        body["prompt"] = parts.intelligence_prompt
+        body["multi_shot"] = True
+        body["shot_type"] = "intelligence"
+    elif parts.multi:
         body["prompt"] = ""
         body["multi_shot"] = True
         body["shot_type"] = "customize"

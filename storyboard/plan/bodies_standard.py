@@ -37,7 +37,12 @@ _LEGACY_TOKEN = re.compile(r"<<<((?:image|element|video)_[0-9]+)>>>")
 
 def standard_prompt(parts: RequestParts) -> str:
     """The one prompt text a new-API request sends (multi-shot inline; negatives moved in)."""
-    text = inline_shots(parts.prompts, parts.durations) if parts.multi else parts.prompts[0]
+    if parts.intelligence:  # a plain prompt with settings.multi_shot true: Kling splits it (§6.2)
+        text = parts.intelligence_prompt
+    elif parts.multi:
+        text = inline_shots(parts.prompts, parts.durations)
+    else:
+        text = parts.prompts[0]
     if parts.negative_prompt:
         text = f"{text} Avoid: {parts.negative_prompt}."
     return _LEGACY_TOKEN.sub(r"@\1", text)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from storyboard.load.spec import PREVIOUS_FRAME
+from storyboard.load.spec import PREVIOUS_FRAME, Storyboard
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import OMNI
+from storyboard.plan.extra import extra_of
 from storyboard.plan.kinds import KIND_FIELDS
 from storyboard.plan.rules import Findings, check_explicit_group, input_limit_problem, seconds_text
 from storyboard.plan.shots import RequestInputs, ResolvedShot
@@ -30,6 +31,8 @@ class Group:
     """Index in ``storyboard.groups`` when the user grouped these shots by hand."""
     reason: str | None = None
     """Why auto packing started a new request at this group's first shot (for its notes)."""
+    intelligence: bool = False
+    """Multi-shot ``shot_type: intelligence``: one prompt, Kling chooses the shots and their boundaries."""
 
 
 @dataclass
@@ -104,11 +107,16 @@ class Grouping:
         differing = first.differing_settings(shot)
         if differing:
             return f"shot {shot.id} differs from shot {first.id} in {', '.join(differing)}"
+        if self._extra(shot) != self._extra(first):
+            return f"shot {shot.id} differs from shot {first.id} in extra (a request sends one body)"
         if len(group) >= caps.MULTI_SHOT_MAX_SHOTS:
             return f"a multi-shot request holds at most {caps.MULTI_SHOT_MAX_SHOTS} shots"
         if sum(s.seconds for s in group) + shot.seconds > caps.MULTI_SHOT_MAX_SECONDS:
             return f"a multi-shot request renders at most {caps.MULTI_SHOT_MAX_SECONDS} s"
         return input_limit_problem(self.findings, [*group, shot])
+
+    def _extra(self, shot: ResolvedShot) -> dict:
+        return extra_of(self.findings.board.defaults.extra, shot)
 
     def _explicit_groups(self, shots: list[ResolvedShot]) -> dict[int, Group]:
         """Validate ``groups``; map each valid group's first shot index to its group."""
@@ -126,10 +134,24 @@ class Grouping:
                 )
                 continue
             members = [shots[i] for i in indices]
+            if group.shot_type == "intelligence":
+                intelligent = self._intelligence_group(g, members)
+                if intelligent is not None:
+                    result[indices[0]] = intelligent
+                continue
             if len(members) == 1:  # a group of one is honoured as its own (single-shot) request
                 result[indices[0]] = Group(members, multi=False, explicit=g)
                 continue
-            if check_explicit_group(self.findings, g, members):
+            ok = check_explicit_group(self.findings, g, members)
+            for shot in members[1:]:
+                if self._extra(shot) != self._extra(members[0]):
+                    self.findings.error(
+                        self.findings.where(shot, "extra"),
+                        f"group {g + 1}: shot {shot.id} differs from shot {members[0].id} in extra; one request "
+                        "sends one body: give the shots the same extra, or take the shot out of the group",
+                    )
+                    ok = False
+            if ok:
                 total = sum(s.seconds for s in members)
                 result[indices[0]] = Group(members, multi=True, explicit=g)
                 result[indices[0]].notes.append(
@@ -137,6 +159,33 @@ class Grouping:
                     f"{max(total, caps.MULTI_SHOT_MIN_SECONDS)} s on {members[0].model}"
                 )
         return result
+
+    def _intelligence_group(self, g: int, members: list[ResolvedShot]) -> Group | None:
+        """Group ``g`` as one ``intelligence`` multi-shot request (kling-api-2.md §6), or None when it cannot be.
+
+        Why the notes say so much: Kling reports no shot boundaries (§6.3), so the plan's slices
+        put each shot at its nominal offset, and the cut (``check_intelligence_cut``) plays the
+        group as one continuous shot so that no caption, transition or trim depends on them.
+        """
+        if not check_explicit_group(self.findings, g, members):
+            return None
+        first = members[0]
+        standard = caps.NEW_API_MODELS.get(first.model)
+        if first.api == caps.NEW_API and standard is not None and not standard.multi_shot_setting:
+            self.findings.error(
+                self.findings.at("groups", g, "shot_type"),
+                f"group {g + 1}: {first.model} has no multi_shot setting on the new API, so Kling cannot split a "
+                "prompt into shots itself: use shot_type customize (inline shots), or kling-v3 / kling-v3-omni",
+            )
+            return None
+        group = Group(members, multi=True, explicit=g, intelligence=True)
+        total = max(sum(s.seconds for s in members), caps.MULTI_SHOT_MIN_SECONDS)
+        group.notes.append(
+            f"explicit group {g + 1}: shot_type intelligence: shots {', '.join(s.id for s in members)} are sent as one "
+            f"{total} s prompt and Kling splits it into shots itself; it reports no boundaries, so the plan places "
+            "each shot at its nominal offset and the cut plays the group as one shot"
+        )
+        return group
 
     def _group_indices(self, g: int, shot_ids: list[str], index_of: dict[str, int], claimed: dict[int, int]) -> list[int]:
         """The shot indices of group ``g``; empty when it names an unknown or already grouped shot."""
@@ -224,3 +273,95 @@ def _multi_shot_durations(group: Group, notes: list[str]) -> list[int]:
             f"renders {result[-1]} s; the cut keeps {seconds_text(shots[-1].spec.duration)}"
         )
     return result
+
+
+# --- the cut of an intelligence group -------------------------------------------------------------
+
+
+def check_intelligence_cut(findings: Findings, groups: list[Group]) -> None:
+    """The cut plays each ``intelligence`` group as one continuous shot; refuse, at its line, what would not.
+
+    Why this decision rather than scene detection at cut time: Kling reports no boundaries
+    (kling-api-2.md §6.3) and chooses the number of shots itself, so a boundary found by
+    scene-change detection cannot be matched to the storyboard's
+    shots with certainty, and a caption or transition put at a guessed boundary is paid-for footage
+    shown wrong. Played whole, the clip is right whatever Kling chose: the shots' nominal slices
+    tile it, so hard cuts between them are invisible. Hence: no caption on a member, whole seconds
+    for every member but the last (so no part of the clip is skipped at an unknown boundary), and
+    in the cut the members together, in order, joined by hard cuts, trimmed only at the ends.
+    """
+    board = findings.board
+    for group in groups:
+        if not group.intelligence or len(group.shots) < 2 or group.explicit is None:
+            continue
+        g = group.explicit
+        ids = [s.id for s in group.shots]
+        for shot in group.shots:
+            if shot.spec.caption:
+                findings.error(
+                    findings.at("shots", shot.index, "caption"),
+                    f"shot {shot.id} is in intelligence group {g + 1}, whose shot boundaries Kling does not report: "
+                    "a caption cannot be placed on it; caption a shot outside the group, or use shot_type customize",
+                )
+        for shot in group.shots[:-1]:
+            if not float(shot.spec.duration).is_integer():
+                findings.error(
+                    findings.at("shots", shot.index, "duration"),
+                    f"shot {shot.id} is in intelligence group {g + 1}, which the cut plays as one shot: every shot but "
+                    f"the last needs whole seconds ({seconds_text(shot.spec.duration)} would skip part of the clip at a "
+                    "boundary Kling does not report): round it",
+                )
+        _check_intelligence_entries(findings, g, ids, board)
+
+
+def _check_intelligence_entries(findings: Findings, g: int, ids: list[str], board: Storyboard) -> None:
+    cut = board.cut
+    entries = cut.shots if cut.shots is not None else None
+    if entries is None:  # the default cut: every shot in order, joined by cut.transition
+        if cut.transition.type != "cut":
+            findings.error(
+                findings.at("cut", "transition"),
+                f"intelligence group {g + 1} ({', '.join(ids)}) plays as one shot, but the cut joins every shot with "
+                f"{cut.transition.type}: list cut.shots with transition: cut into {', '.join(ids[1:])}",
+            )
+        return
+    positions = [k for k, entry in enumerate(entries) if entry.shot in ids]
+    if not positions:
+        return
+    order = [entries[k].shot for k in positions]
+    if order != ids or positions != list(range(positions[0], positions[0] + len(ids))):
+        findings.error(
+            findings.at("cut", "shots", positions[0]),
+            f"intelligence group {g + 1} plays as one shot: list {', '.join(ids)} together and in this order in "
+            "cut.shots, each once (Kling does not report where one ends and the next begins)",
+        )
+        return
+    for n, k in enumerate(positions):
+        entry = entries[k]
+        if entry.caption:
+            findings.error(
+                findings.at("cut", "shots", k, "caption"),
+                f"shot {entry.shot} is in intelligence group {g + 1}, whose shot boundaries Kling does not report: "
+                "remove its caption",
+            )
+        if n > 0:
+            transition = entry.transition or cut.transition
+            if transition.type != "cut":
+                where = findings.at("cut", "shots", k, "transition") if entry.transition else findings.at("cut", "transition")
+                findings.error(
+                    where,
+                    f"shot {entry.shot} is inside intelligence group {g + 1}, which plays as one shot: its transition "
+                    "must be cut (set transition: cut on this entry)",
+                )
+            if entry.trim_in:
+                findings.error(
+                    findings.at("cut", "shots", k, "trim_in"),
+                    f"shot {entry.shot} is inside intelligence group {g + 1}: only the group's first shot can be trimmed "
+                    "at its start",
+                )
+        if n < len(positions) - 1 and entry.trim_out:
+            findings.error(
+                findings.at("cut", "shots", k, "trim_out"),
+                f"shot {entry.shot} is inside intelligence group {g + 1}: only the group's last shot can be trimmed "
+                "at its end",
+            )

@@ -31,7 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Problem, StoryboardInvalid
 from storyboard.load.spec import PREVIOUS_FRAME
-from storyboard.plan import FRAME_SCHEME, VIDEO_SCHEME, ElementRegistration, Plan, Request, ShotSlice
+from storyboard.plan import (
+    ELEMENT_SCHEME,
+    FRAME_SCHEME,
+    IMAGE_SCHEME,
+    VIDEO_SCHEME,
+    ElementRegistration,
+    Plan,
+    Request,
+    ShotSlice,
+)
 from storyboard.plan import capabilities as caps
 from storyboard.plan.bodies import (
     ImagePlaceholders,
@@ -39,12 +48,14 @@ from storyboard.plan.bodies import (
     build_body,
     camera_control_body,
     element_entry,
+    intelligence_prompt,
     motion_brush_fields,
     number,
 )
 from storyboard.plan.bodies_standard import build_standard_body, standard_endpoint
+from storyboard.plan.extra import apply_extra, extra_of
 from storyboard.plan.framing import FrameSizes, advise_reframing
-from storyboard.plan.grouping import Group, Grouping, durations
+from storyboard.plan.grouping import Group, Grouping, check_intelligence_cut, durations
 from storyboard.plan.kinds import (
     MOTION_CONTROL_ELEMENT_MODELS,
     KindBuild,
@@ -81,6 +92,7 @@ from storyboard.plan.rules import (
     check_request_shape,
     check_shot,
     check_text,
+    check_voiced_element,
     check_voices_in_request,
     prompt_location,
     prompt_too_long,
@@ -167,7 +179,9 @@ class _Planning:
             check_shot(self.findings, shot)
             check_api(self.findings, shot)
         request_of_shot: dict[int, Request] = {}
-        for group in Grouping(self.findings, self.unpackable).groups(shots):
+        groups = Grouping(self.findings, self.unpackable).groups(shots)
+        check_intelligence_cut(self.findings, groups)
+        for group in groups:
             kinds = [(shot, kind_of(shot.spec)) for shot in group.shots if kind_of(shot.spec)]
             if group.multi and kinds:
                 shot, kind = kinds[0]
@@ -205,6 +219,7 @@ class _Planning:
                          f"billed {seconds[0]} s (rounded) at the video-input rate")
         prompts = self._prompts(group, inputs)
         registrations: list[ElementRegistration] = []
+        self.voiced_notes: list[str] = []
         parts = self._parts(group, inputs, frames, seconds, prompts, images, registrations)
         if video is not None:
             check_standard_video_audio(self.findings, first, video)
@@ -215,10 +230,11 @@ class _Planning:
             if not video.edit and reference_video is not None:
                 notes.append(f"video reference: {reference_video.video} is followed as <<<video_1>>>; "
                              f"{parts.total_seconds} s billed at the video-input rate")
+        notes.extend(self.voiced_notes)
         if parts.api == caps.NEW_API and parts.model in caps.NEW_API_MODELS and parts.family in caps.NEW_API_ENDPOINTS:
             body = build_standard_body(parts)
             endpoint = standard_endpoint(parts)
-            if parts.multi:
+            if parts.multi and not parts.intelligence:
                 for shot, prompt in zip(group.shots, prompts):
                     check_inline_words(self.findings, shot, prompt)
         else:
@@ -227,6 +243,7 @@ class _Planning:
         choice = caps.decide_api(first.model, first.requested_api)
         if choice.api == caps.NEW_API or first.requested_api is not None:
             notes.append(f"api {choice.api}: {choice.reason}")
+        self._add_extra(group, body, notes)
         self._check_request_text(group, body, registrations)
         request = self._request(group, parts, body, endpoint, frames, images, registrations, notes)
         if video is None:
@@ -280,6 +297,31 @@ class _Planning:
         request = build_kind_request(build)
         return request.model_copy(update={"elements": registrations}) if registrations else request
 
+    def _add_extra(self, group: Group, body: dict[str, Any], notes: list[str]) -> None:
+        """Merge the shots' ``extra`` into the body; refuse, at its line, a field the format already writes."""
+        first = group.shots[0]
+        extra = extra_of(self.board.defaults.extra, first)
+        if not extra:
+            return
+        added, clashes = apply_extra(body, extra)
+        for path in clashes:
+            top = path.split(".")[0]
+            own = first.spec.extra or {}
+            where = (
+                self.findings.at("shots", first.index, "extra", top)
+                if top in own
+                else self.findings.at("defaults", "extra", top)
+            )
+            self.findings.error(
+                where,
+                f"extra field {path} is already written by the format for this request: remove it from extra "
+                "and set it through the storyboard's own field (extra only adds fields the format does not model)",
+            )
+        if added:
+            notes.append(
+                f"unmodelled fields sent as written (extra; not checked by validate, Kling judges them): {', '.join(added)}"
+            )
+
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]
     ) -> _Frames:
@@ -316,11 +358,21 @@ class _Planning:
         return reference.image if reference else value
 
     def _prompts(self, group: Group, inputs: RequestInputs) -> list[str]:
-        prompts = [self.renderer.render(shot, inputs, group.multi) for shot in group.shots]
+        # an intelligence request sends one plain prompt: each shot renders as a single shot would
+        per_shot = group.multi and not group.intelligence
+        prompts = [self.renderer.render(shot, inputs, per_shot) for shot in group.shots]
+        if group.intelligence and group.explicit is not None:
+            joined = len(intelligence_prompt(prompts))
+            if joined > caps.PROMPT_MAX:
+                self.findings.error(
+                    self.findings.at("groups", group.explicit),
+                    f"group {group.explicit + 1}'s shots make a {joined}-character prompt; an intelligence request "
+                    f"sends them as one prompt of at most {caps.PROMPT_MAX}: shorten the prompts or split the group",
+                )
         for shot, prompt in zip(group.shots, prompts):
             self.prompts[shot.id] = prompt
             check_text(self.findings, prompt_location(self.findings, shot), "the prompt", prompt)
-            problem = prompt_too_long(shot, prompt, group.multi)
+            problem = prompt_too_long(shot, prompt, per_shot)
             if problem is None:
                 continue
             if group.multi and group.explicit is None and self.board.defaults.strategy == "auto":
@@ -357,11 +409,19 @@ class _Planning:
             sound=first.sound if info.has_sound_field else None,
             cfg_scale=first.cfg_scale if info.cfg_scale else None,
             watermark=first.watermark,
+            intelligence=group.intelligence,
             api=first.api,
         )
-        for ref in inputs.element_refs:
+        for n, ref in enumerate(inputs.element_refs, 1):
             check_element(self.findings, ref)
             parts.elements.append(element_entry(self.board, ref, images, registrations))
+            spoken = " ".join(prompts)
+            if check_voiced_element(self.findings, first, ref, spoken, f"<<<element_{n}>>>"):
+                self.voiced_notes.append(
+                    f"reference {ref} speaks through its element in voice {_voice_named(self.board, ref)} "
+                    "(kling-api-2.md §3.3: on 3.0 a voice comes through an element); priced as native audio: "
+                    "Kling's 2026 table has no 3.0 voice-control row (unverified)"
+                )
         if first.spec.camera_control and not group.multi:
             check_camera_control(self.findings, first, inputs.family, parts.total_seconds)
             parts.camera_control = camera_control_body(first.spec.camera_control)
@@ -496,6 +556,13 @@ def _outside_files(project_dir: Path, requests: list[Request]) -> list[str]:
     return list(found)
 
 
+def _voice_named(board: Any, ref: str) -> str:
+    element = board.references[ref].element
+    if element.voice is not None:
+        return f"{element.voice} (a custom voice registered once per account, 0.05 units)"
+    return str(element.voice_id)
+
+
 def _has_sound(parts: RequestParts, body: dict[str, Any]) -> bool:
     """Whether the clip has native audio: the legacy ``sound``, the new ``settings.audio``, or always (Turbo)."""
     if caps.MODELS[parts.model].always_sound:
@@ -561,8 +628,15 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         if request.get("take", 1) == 1:  # take 1 reads as before takes existed (plan.takes)
             request.pop("take", None)
             request.pop("base_key", None)
+        names = dict(request["images"])
+        for registration in request["elements"]:  # a voiced element's digest is not its image's
+            digest = registration["placeholder"].removeprefix(ELEMENT_SCHEME)
+            if registration.get("voice_id") and digest not in names:
+                frontal = names.get(registration["frontal_image"].removeprefix(IMAGE_SCHEME), "unknown")
+                custom = registration.get("custom_voice")
+                names[digest] = f"{frontal} voice {custom['voice'] if custom else registration['voice_id']}"
         for part in ("body", "shots", "elements"):
-            request[part] = _show_placeholders(request[part], request["images"], request["media"])
+            request[part] = _show_placeholders(request[part], names, request["media"])
         if not request["media"]:
             del request["media"]  # only the kinds of plan.kinds have media; other plans read as before
     return data

@@ -187,6 +187,7 @@ class PromptRenderer:
             "vars": {**self._board_vars, **shot_vars},
             "project": ProjectName(board.name),
             "ref": self._ref_function(shot, inputs),
+            "voice": _voice_function(shot),
             "target": {"model": shot.model, "family": inputs.family, "multi_shot": multi, "omni": shot.info.omni},
             "inputs": [r for r in shot.spec.references if r in inputs.tokens()],
         }
@@ -210,6 +211,26 @@ class PromptRenderer:
             return reference.description or ref_id.replace("_", " ").replace("-", " ")
 
         return ref
+
+
+def _voice_function(shot: ResolvedShot) -> Any:
+    """``voice(1)``: the ``<<<voice_1>>>`` token of the shot's first ``voices`` entry (kling-v2-6 voice_list).
+
+    Why a function and not the literal: it refuses, at the template's line, a number the shot's
+    ``voices`` do not have, which Kling would otherwise refuse after the plan was priced. On 3.0 a
+    voice speaks through its element: name the element with ``ref()`` instead.
+    """
+
+    def voice(number: int) -> str:
+        count = len(shot.spec.voices)
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= count:
+            raise ReferenceNotUsable(
+                f"voice({number!r}): shot {shot.id} lists {count} voice(s) in voices"
+                + (f": use 1 to {count}" if count else "; on kling-v3 a voice speaks through its element: use ref()")
+            )
+        return f"<<<voice_{number}>>>"
+
+    return voice
 
 
 def template_location(exc: BaseException, fallback: Location) -> Location:

@@ -33,6 +33,8 @@ ELEMENT_SCHEME = "element://sha256/"
 AUDIO_SCHEME = "audio://sha256/"
 VIDEO_SCHEME = "video://sha256/"
 CLIP_SCHEME = "clip://"
+VOICE_SCHEME = "voice://sha256/"
+"""A storyboard custom voice to register first (sha256 of its URL and name); resolved to Kling's voice_id."""
 
 UNIT_PRICE_USD = 0.14
 """Kling lists one unit at $0.14 (kling-api.md 11)."""
@@ -62,6 +64,15 @@ class ShotSlice(Frozen):
     caption: str | None = None
 
 
+class VoiceRegistration(Frozen):
+    """A custom voice the engine registers once per account (``POST /v1/general/custom-voices``)."""
+
+    placeholder: str = Field(description="voice://sha256/<digest of url and name>: the journal's key.")
+    voice: str = Field(description="The voice's id in the storyboard's voices.")
+    name: str
+    url: str
+
+
 class ElementRegistration(Frozen):
     """A reference the engine registers once per account as a Kling element before it is used."""
 
@@ -72,6 +83,14 @@ class ElementRegistration(Frozen):
     frontal_image: str = Field(description="Image placeholder of the frontal view.")
     refer_images: list[str] = Field(description="Image placeholders of the extra views (1-3).")
     tags: list[str] = Field(default_factory=list)
+    voice_id: str | None = Field(
+        None,
+        description="A voice bound to the element at registration (element_voice_id), or the voice:// placeholder "
+        "of a custom voice registered first; part of the element's identity.",
+    )
+    custom_voice: VoiceRegistration | None = Field(
+        None, description="The storyboard voice to register before the element, when voice_id is its placeholder."
+    )
 
 
 class Request(Frozen):

@@ -125,6 +125,15 @@ def _check_voices(findings: Findings, shot: ResolvedShot) -> None:
         return
     where = findings.at("shots", shot.index, "voices")
     voice_models = ", ".join(caps.models_offering(lambda m: bool(m.voice_modes)))
+    if model in VOICE_THROUGH_ELEMENTS:
+        findings.error(
+            where,
+            f"{model} takes no voice_list (Kling's 2026 capability map: voice control is not supported on 3.0): "
+            "a 3.0 voice comes through an element: give the speaking reference element: {voice_id: <voice id>}, "
+            "list it in this shot's references, set sound: true and name it in the prompt (ref() in templates); "
+            "or render this shot on kling-v2-6 pro with voices",
+        )
+        return
     if not info.voice_modes or mode not in info.voice_modes:
         findings.error(
             where,
@@ -419,11 +428,57 @@ def prompt_location(findings: Findings, shot: ResolvedShot) -> Location:
     return findings.at("shots", shot.index, "prompt") if shot.spec.prompt else findings.at("shots", shot.index)
 
 
+VOICE_THROUGH_ELEMENTS = ("kling-v3", "kling-v3-turbo", "kling-v3-omni", "kling-video-o1")
+"""Models where a voice comes only through an element with a bound voice (kling-api-2.md §3.3, position A)."""
+
+
+def check_voiced_element(findings: Findings, shot: ResolvedShot, ref: str, prompt: str, token: str) -> bool:
+    """Whether the element ``ref`` can speak in its bound voice in this shot's request; says what stops it.
+
+    Kling speaks in an element's voice only with native audio on and the element named in the
+    prompt (kling-api-2.md §3.3); a silent request still shows the element, so these are advisories.
+    """
+    element = findings.board.references[ref].element
+    if element is None or (element.voice_id is None and element.voice is None):
+        return False
+    where = findings.at("references", ref, "element", "voice_id")
+    if not shot.info.offers_sound(shot.mode):
+        findings.advise(
+            where,
+            f"reference {ref}'s voice is not heard in shot {shot.id}: {shot.model} {shot.mode} renders no native audio "
+            "(use kling-v3 or kling-v3-omni with sound: true)",
+        )
+        return False
+    if not shot.sound and not shot.info.always_sound:
+        findings.advise(
+            findings.where(shot, "sound"),
+            f"shot {shot.id} uses reference {ref}, whose element speaks in voice {element.voice_id or element.voice}, "
+            "but sound is off: "
+            "set sound: true to hear it",
+        )
+        return False
+    if token not in prompt:
+        findings.advise(
+            findings.at("shots", shot.index, "references"),
+            f"shot {shot.id}'s prompt never names {token} (reference {ref}): Kling speaks in an element's voice "
+            "only when the prompt names the element (ref() in templates)",
+        )
+        return False
+    return True
+
+
 def check_element(findings: Findings, ref: str) -> None:
     """A reference registered as a new Kling element needs extra views and a short description."""
     reference = findings.board.references[ref]
     element = reference.element
     assert element is not None
+    if element.voice is not None and element.voice not in findings.board.voices:
+        known = ", ".join(findings.board.voices) or "none"
+        findings.error(
+            findings.at("references", ref, "element", "voice"),
+            f"reference {ref}'s element names voice {element.voice!r}, which is not among the storyboard's voices "
+            f"({known}): add it under voices: with the url of its recording, or use voice_id for a Kling voice",
+        )
     if element.element_id is not None:
         return
     if not element.extra_images:

@@ -65,9 +65,11 @@ from storyboard.plan import (
     FRAME_SCHEME,
     IMAGE_SCHEME,
     UNIT_PRICE_USD,
+    VOICE_SCHEME,
     ElementRegistration,
     Plan,
     Request,
+    VoiceRegistration,
 )
 from storyboard.render.health import HostHealth
 from storyboard.render.journal import (
@@ -326,6 +328,7 @@ class _Run:
         self.result = RenderResult(provider=provider.name)
         self.finished: dict[str, asyncio.Future[Path | None]] = {}
         self.element_tasks: dict[str, asyncio.Task[int]] = {}
+        self.voice_tasks: dict[str, asyncio.Task[str]] = {}
         self.fatal: AccountError | None = None
         self.run_id = 0
         self.shared = journal.shared
@@ -511,7 +514,11 @@ class _Run:
             async def register() -> int:
                 if self.fatal is not None:
                     raise self.fatal
-                element_id = await self.provider.register_element(registration, images)
+                concrete = registration
+                if registration.custom_voice is not None:  # its voice first: the element is bound to it
+                    voice_id = await self._voice(registration.custom_voice)
+                    concrete = registration.model_copy(update={"voice_id": voice_id})
+                element_id = await self.provider.register_element(concrete, images)
                 self.journal.record_element(self.name, digest, element_id)
                 return element_id
             self.element_tasks[digest] = asyncio.ensure_future(register())
@@ -520,6 +527,20 @@ class _Run:
         except ProviderError as error:
             self._note_fatal(error)
             raise _Stop("failed", f"element {registration.reference}: {error}") from None
+
+    async def _voice(self, registration: VoiceRegistration) -> str:
+        """The voice_id of a storyboard custom voice: from the journal, else registered once (shared by waiters)."""
+        digest = registration.placeholder.removeprefix(VOICE_SCHEME)
+        known = self.journal.voice_id(self.name, digest)
+        if known is not None:
+            return known
+        if digest not in self.voice_tasks:
+            async def register() -> str:
+                voice_id = await self.provider.register_voice(registration)
+                self.journal.record_voice(self.name, digest, voice_id)
+                return voice_id
+            self.voice_tasks[digest] = asyncio.ensure_future(register())
+        return await asyncio.shield(self.voice_tasks[digest])
 
     def _note_fatal(self, error: ProviderError) -> None:
         if isinstance(error, AccountError) and self.fatal is None:
@@ -863,6 +884,8 @@ async def render(
     finally:
         for task in run.element_tasks.values():
             task.cancel()
+        for voice_task in run.voice_tasks.values():
+            voice_task.cancel()
         if heartbeat is not None:
             heartbeat.cancel()
             # A heartbeat that died (the database went away) says so through the calls below too.

@@ -164,6 +164,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (base_key, take, shot)
     );
     """,
+    # 5: custom voices registered on the account (kling-api.md §7.4), once per provider + digest of
+    # the voice's source and name, like elements; Kling's voice ids are strings
+    """
+    CREATE TABLE voices (
+        provider TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        voice_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (provider, digest)
+    );
+    """,
 ]
 """Ordered schema steps, each a few statements separated by ``;``, in SQL both SQLite and PostgreSQL
 accept (``journal_postgres`` widens ``INTEGER``/``REAL`` and spells ``AUTOINCREMENT`` its way).
@@ -800,6 +811,15 @@ class Journal:
         self._sql("INSERT INTO elements (provider, digest, element_id, created_at) VALUES (?, ?, ?, ?)"
                   " ON CONFLICT (provider, digest) DO UPDATE SET element_id=excluded.element_id,"
                   " created_at=excluded.created_at", (provider, digest, int(element_id), self._clock()))
+
+    def voice_id(self, provider: str, digest: str) -> str | None:
+        value = self.store.scalar("SELECT voice_id FROM voices WHERE provider=? AND digest=?", (provider, digest))
+        return None if value is None else str(value)
+
+    def record_voice(self, provider: str, digest: str, voice_id: str) -> None:
+        self._sql("INSERT INTO voices (provider, digest, voice_id, created_at) VALUES (?, ?, ?, ?)"
+                  " ON CONFLICT (provider, digest) DO UPDATE SET voice_id=excluded.voice_id,"
+                  " created_at=excluded.created_at", (provider, digest, str(voice_id), self._clock()))
 
     # ---- runs -----------------------------------------------------------------------------
 

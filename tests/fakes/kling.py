@@ -126,6 +126,9 @@ LIP_SYNC_INPUT_FIELDS = frozenset({"mode", "video_id", "video_url", "audio_type"
 AVATAR_PRICE = {"std": "0.4", "pro": "0.8"}
 LIP_SYNC_PRICE_PER_5S = "0.5"
 ELEMENTS_FAMILY = "advanced-custom-elements"
+VOICES_FAMILY = "custom-voices"
+"""Custom voices (kling-api.md §7.4, kling-api-2.md §3.2): a task per voice, 0.05 units each."""
+VOICE_FIELDS = frozenset({"voice_name", "voice_url", "video_id", "callback_url", "external_task_id"})
 LOOKUP_CONVENTIONS = ("path", "list_filter", "flag")
 """Ways of finding a task by external id on the legacy API (kling-api-2.md §8)."""
 
@@ -322,6 +325,7 @@ class FakeTask:
     video_url: str | None = None
     watermark_url: str | None = None
     element: dict[str, Any] | None = None
+    voice: dict[str, Any] | None = None
     video_seconds: float | None = None
     """Scripted length of the result video (else the requested shots)."""
     reported_seconds: float | None = None
@@ -436,6 +440,7 @@ class FakeKling:
         self.creates: collections.Counter[str] = collections.Counter()
         self.create_attempts = 0
         self.element_creates: collections.Counter[str] = collections.Counter()
+        self.voice_creates: collections.Counter[str] = collections.Counter()
         self.polls: collections.Counter[str] = collections.Counter()
         self.downloads: collections.Counter[str] = collections.Counter()
         self.slow_downloads: collections.Counter[str] = collections.Counter()
@@ -593,7 +598,7 @@ class FakeKling:
         if self._is_cdn(host, path):
             return "download"
         if method == "POST" and (path.rstrip("/") in {f"/v1/videos/{f}" for f in VIDEO_FAMILIES}
-                                 or path.rstrip("/") == f"/v1/general/{ELEMENTS_FAMILY}"
+                                 or path.rstrip("/") in (f"/v1/general/{ELEMENTS_FAMILY}", f"/v1/general/{VOICES_FAMILY}")
                                  or self.standard.is_create_path(path)):
             return "create"
         if method == "GET":
@@ -652,6 +657,15 @@ class FakeKling:
                         return self._list_or_lookup(ELEMENTS_FAMILY, request)
                 elif method == "GET":
                     return self._query_one(ELEMENTS_FAMILY, parts[3], request)
+                raise KlingError(1202, f"{method} is not supported on {path}")
+            if name == VOICES_FAMILY:
+                if len(parts) == 3:
+                    if method == "POST":
+                        return self._create_voice(self._json_body(request))
+                    if method == "GET":
+                        return self._list_or_lookup(VOICES_FAMILY, request)
+                elif method == "GET":
+                    return self._query_one(VOICES_FAMILY, parts[3], request)
                 raise KlingError(1202, f"{method} is not supported on {path}")
             if name == "advanced-presets-elements" and len(parts) == 3:
                 if method == "GET":
@@ -879,6 +893,13 @@ class FakeKling:
         if task.family == ELEMENTS_FAMILY:
             task.element["status"] = "succeed"
             return
+        if task.family == VOICES_FAMILY:
+            task.voice["status"] = "succeed"
+            if not task.charged:
+                task.charged = True
+                self._charged_exact += Decimal(task.units_text)
+                self.charged_units = float(self._charged_exact)
+            return
         task.video_id = str(self._random.randrange(860_000_000_000_000_000, 870_000_000_000_000_000))
         base = self.cdn_base_url.rstrip("/")
         task.video_url = f"{base}/videos/{task.task_id}.mp4"
@@ -896,13 +917,15 @@ class FakeKling:
             "task_status_msg": task.status_message,
             "task_info": {"external_task_id": task.external_task_id} if task.external_task_id else {},
         }
-        if task.family != ELEMENTS_FAMILY:
+        if task.family not in (ELEMENTS_FAMILY, VOICES_FAMILY):
             data["watermark_info"] = {"enabled": task.watermark}
         data["created_at"] = task.created_at
         data["updated_at"] = task.updated_at
         if task.status == "succeed":
             if task.family == ELEMENTS_FAMILY:
                 data["task_result"] = {"elements": [dict(task.element)]}
+            elif task.family == VOICES_FAMILY:
+                data["task_result"] = {"voices": [dict(task.voice)]}
             else:
                 video: dict[str, Any] = {"id": task.video_id, "url": task.video_url,
                                          "duration": _seconds_text(task.reported_duration)}
@@ -922,7 +945,7 @@ class FakeKling:
         if request.method != "GET":
             return httpx.Response(405, text="method not allowed")
         task = self.tasks.get(match.group(1)) if match else None
-        if task is None or task.status != "succeed" or task.family == ELEMENTS_FAMILY or (
+        if task is None or task.status != "succeed" or task.family in (ELEMENTS_FAMILY, VOICES_FAMILY) or (
                 match.group(2) and not task.watermark):
             return httpx.Response(404, headers={"content-type": "application/xml"},
                                   text="<Error><Code>NoSuchKey</Code></Error>")
@@ -972,6 +995,38 @@ class FakeKling:
                         polls_to_finish=polls, fail_message=fail, element=element)
         self._store(task)
         self.element_creates[external_id or ""] += 1
+        return self._ok(self._create_data(task))
+
+    # --------------------------------------------------------------- voices
+
+    def _create_voice(self, body: dict[str, Any]) -> httpx.Response:
+        """``POST /v1/general/custom-voices``: a name and one source, a task that yields a voice_id."""
+        unknown = sorted(set(body) - VOICE_FIELDS)
+        if unknown:
+            raise _invalid(unknown[0], f"unknown field for /v1/general/{VOICES_FAMILY}")
+        name = body.get("voice_name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 20:
+            raise _invalid("voice_name", "required, a string of at most 20 characters")
+        sources = [k for k in ("voice_url", "video_id") if body.get(k) is not None]
+        if len(sources) != 1:
+            raise _invalid("voice_url", "exactly one of voice_url and video_id is required")
+        url = body.get("voice_url")
+        if url is not None and (not isinstance(url, str)
+                                or not re.fullmatch(r"https?://\S+\.(mp3|wav|mp4|mov)(\?\S*)?", url, re.I)):
+            raise _invalid("voice_url", "must be an http(s) URL of an mp3, wav, mp4 or mov file")
+        external_id = body.get("external_task_id")
+        if external_id is not None and external_id in self._by_external:
+            return self._duplicate(external_id)
+        now = self._now_ms()
+        script = self._scripted(external_id, body, self.element_polls_to_finish)
+        polls = script.polls if script.polls is not None else self.element_polls_to_finish
+        voice = {"voice_id": str(self._random.randrange(850_000_000_000_000_000, 860_000_000_000_000_000)),
+                 "voice_name": name, "trial_url": "", "owned_by": "4123987", "status": "submitted"}
+        task = FakeTask(task_id=self._new_task_id(), family=VOICES_FAMILY, body=body, external_task_id=external_id,
+                        created_at=now, updated_at=now, polls_to_finish=polls, fail_message=script.fail,
+                        units_text="0.05", voice=voice)
+        self._store(task)
+        self.voice_creates[external_id or ""] += 1
         return self._ok(self._create_data(task))
 
     def _element_task(self, element_id: int) -> FakeTask | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from storyboard.plan import ElementRegistration, Request
+from storyboard.plan import ElementRegistration, Request, VoiceRegistration
 
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 
@@ -82,6 +82,9 @@ class Provider(Protocol):
 
     async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
         """Create the element (once per account; the engine journals the id) and return its element_id."""
+
+    async def register_voice(self, registration: VoiceRegistration) -> str:
+        """Create the custom voice (once per account; the engine journals the id) and return its voice_id."""
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -51,7 +51,7 @@ from storyboard.errors import (
     Rejected,
     TaskFailed,
 )
-from storyboard.plan import IMAGE_SCHEME, ElementRegistration
+from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, VoiceRegistration
 from storyboard.render.providers.base import Job, TaskState, TaskStatus
 from storyboard.render.providers.kling_bodies import concrete_body
 from storyboard.render.providers.kling_http import (
@@ -67,6 +67,7 @@ from storyboard.workspace import Workspace
 __all__ = ["KlingAuth", "KlingCredentials", "KlingProvider", "resolve_body", "task_state", "wants_watermark"]
 
 ELEMENTS_PATH = "/v1/general/advanced-custom-elements"
+VOICES_PATH = "/v1/general/custom-voices"
 
 LookupConvention = Literal["path", "list_filter", "flag"]
 LOOKUP_CONVENTIONS: tuple[LookupConvention, ...] = ("path", "list_filter", "flag")
@@ -333,9 +334,12 @@ class KlingProvider(KlingHttp):
             }
             if registration.tags:
                 body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
+            if registration.voice_id is not None:
+                body["element_voice_id"] = registration.voice_id
             return body
 
-        digest = registration.frontal_image.removeprefix(IMAGE_SCHEME)
+        # the element's identity (its frontal image, and its bound voice if any: bodies.element_digest)
+        digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)
         label = f"element {registration.reference}"
         # Kling keeps external ids unique per account, failed tasks included: after a failed
         # registration the next attempt needs the next id (sb-el-<digest>, then -2, -3, ...).
@@ -368,3 +372,37 @@ class KlingProvider(KlingHttp):
             await self._sleep(self.element_poll_interval)
         raise ProviderError(message=f"the element for {registration.reference} was not ready in time.",
                             money_spent=None, retryable=True, hint="run again later", details={"during": "element"})
+
+    # ---- custom voices (kling-api.md §7.4, kling-api-2.md §3.2) ---------------------------------
+
+    async def register_voice(self, registration: VoiceRegistration) -> str:
+        """Clone a custom voice from its recording's URL once, poll until it succeeds, return its voice_id.
+
+        Why looked up first: the external id (``sb-vo-<digest>``) is the voice's identity on the
+        account, so a lost create, another project or a deleted journal finds the voice it paid
+        0.05 units for instead of cloning it again.
+        """
+        digest = registration.placeholder.removeprefix(VOICE_SCHEME)
+        external_id = f"sb-vo-{digest[:40]}"
+        label = f"voice {registration.voice}"
+        found = await self._lookup(VOICES_PATH, external_id, thorough=True)
+        if found is None:
+            body = {"voice_name": registration.name, "voice_url": registration.url, "external_task_id": external_id}
+            found = await self._create(VOICES_PATH, body, external_id, label)
+        for _ in range(self.element_poll_limit):
+            data = (await self._read(f"{VOICES_PATH}/{found.task_id}", during="voice")).get("data") or {}
+            status = data.get("task_status")
+            if status == "succeed":
+                voices = (data.get("task_result") or {}).get("voices") or []
+                if voices and voices[0].get("voice_id") is not None:
+                    return str(voices[0]["voice_id"])
+            if status == "failed":
+                raise TaskFailed(
+                    message=f"Kling could not clone the voice {registration.voice}: "
+                            f"{self.scrub(data.get('task_status_msg') or 'no reason given')}.",
+                    task_id=found.task_id, details={"during": "voice"},
+                    hint="give the voice a clean 5-30 s recording of one speaker, under a new name, then run again",
+                )
+            await self._sleep(self.element_poll_interval)
+        raise ProviderError(message=f"the voice {registration.voice} was not ready in time.",
+                            money_spent=None, retryable=True, hint="run again later", details={"during": "voice"})

@@ -61,9 +61,11 @@ from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
     FRAME_SCHEME,
     IMAGE_SCHEME,
+    VOICE_SCHEME,
     ElementRegistration,
     Request,
     ShotSlice,
+    VoiceRegistration,
 )
 from storyboard.render.providers.base import Job, TaskState
 from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
@@ -859,6 +861,10 @@ class PreviewProvider:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(shutil.copyfile, source, dest)
+
+    async def register_voice(self, registration: VoiceRegistration) -> str:
+        """A stable fake voice id from the voice's digest (preview needs no account and speaks no voice)."""
+        return str(int(registration.placeholder.removeprefix(VOICE_SCHEME)[:15], 16) or 1)
 
     async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
         """A stable fake element id from the frontal image's digest (preview needs no account)."""
