@@ -149,7 +149,7 @@ def test_a_full_disk_while_downloading_a_paid_clip_then_the_rerun_fetches_it_wit
         monkeypatch.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
         monkeypatch.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
         monkeypatch.setenv("KLINGAI_BASE_URL", base_url)
-        monkeypatch.setattr(importlib.import_module("storyboard.render.providers.kling"), "open",
+        monkeypatch.setattr(importlib.import_module("storyboard.render.providers.kling_http"), "open",
                             lambda path, mode="r", *a, **k: _FullDiskFile(os.fspath(path)), raising=False)
         result = invoke("render", str(project), "--yes")
         assert_user_error(result, "is full", "No space left on device", "free some space")

@@ -152,17 +152,17 @@ def test_a_migration_appended_later_just_works_on_postgresql(postgres_url, monke
         journal.claim("kling", KEY, "r01", "sb-a", 1.5, None)
         journal.record_element("kling", "e" * 64, 829836802793406551)  # past 2^31: BIGINT on PostgreSQL
     appended = [*MIGRATIONS, """
-        ALTER TABLE requests ADD COLUMN voice_id TEXT;
-        CREATE TABLE voices (provider TEXT NOT NULL, digest TEXT NOT NULL, voice_id INTEGER NOT NULL,
-                             created_at REAL NOT NULL, PRIMARY KEY (provider, digest))
+        ALTER TABLE requests ADD COLUMN later_note TEXT;
+        CREATE TABLE later_things (provider TEXT NOT NULL, digest TEXT NOT NULL, thing_id INTEGER NOT NULL,
+                                   created_at REAL NOT NULL, PRIMARY KEY (provider, digest))
     """]
     monkeypatch.setattr(journal_module, "MIGRATIONS", appended)
     with Journal.at_url(postgres_url) as journal, Journal.at_url(postgres_url) as again:
         assert journal.schema_version == again.schema_version == len(appended)
-        journal._sql("INSERT INTO voices VALUES ('kling', 'v', 829836802793406552, ?)", (time.time(),))
+        journal._sql("INSERT INTO later_things VALUES ('kling', 'v', 829836802793406552, ?)", (time.time(),))
         assert journal.get("kling", KEY).state == "claimed"  # a column the record does not know is left out
         assert journal.element_id("kling", "e" * 64) == 829836802793406551
-        assert "voice_id" in journal.columns("requests")
+        assert "later_note" in journal.columns("requests")
 
 
 # ---- work shared by two renders (in one process, fast) -------------------------------------------

@@ -1225,6 +1225,8 @@ def _outside_problems(document: YamlDocument, parts: _Parts, files: _FileChecks,
         if relative in seen:
             continue
         seen.add(relative)
+        if files.missing(relative) is not None:
+            continue  # absent, a folder, a device: reported as such, not as a file from outside
         real = workspace.outside(relative)
         if real is None:
             continue
