@@ -8,6 +8,7 @@ half-set key pair names the key that is missing.
 
 from __future__ import annotations
 
+import re
 import asyncio
 import socket
 import threading
@@ -100,8 +101,9 @@ def test_a_black_hole_host_trips_the_health_signal_in_seconds(tmp_path):
     finally:
         server.close()
     assert caught.value.host == f"127.0.0.1:{port}"
-    assert "did not answer 3 times in a row" in str(caught.value)
-    assert len(held) <= len(plan.requests), "one try per request at most, then the run stopped"
+    assert re.search(r"did not answer \d+ times in a row", str(caught.value))
+    # two rounds at most (concurrent failures are one round: a busy host must not be called down)
+    assert len(held) <= 2 * len(plan.requests), "two tries per request at most, then the run stopped"
 
 
 def test_a_host_dying_after_a_create_leaves_it_to_be_looked_up_and_nothing_is_paid_twice(tmp_path):

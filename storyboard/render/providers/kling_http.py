@@ -164,6 +164,23 @@ class KlingCredentials:
                               "(or use KLINGAI_API_KEY alone), or use --provider preview")
 
 
+def _body_bytes(body: dict | None) -> int:
+    """About how many bytes a JSON body uploads (its base64 images dominate), for the upload allowance."""
+    if not body:
+        return 0
+    return sum(len(value) for value in _strings(body))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
 class KlingAuth:
     """Makes the ``Authorization`` header: a cached HS256 JWT (§1.1) or the static API key (§1.2)."""
 
@@ -377,20 +394,22 @@ class KlingHttp:
             headers = {"Content-Type": "application/json",
                        **self._auth_header(api_key_only=api_key_only, force_new=regenerated)}
             health = self.health  # the engine's run-wide signal (render/health.py), when one is attached
+            started_at = time.monotonic()
+            timeout = None
             if health is not None:
                 health.before_send()
+                timeout = health.answer_timeout(_body_bytes(body))
             try:
                 response = await asyncio.wait_for(
-                    self._client.request(method, path, json=body, params=params, headers=headers),
-                    health.answer_timeout() if health is not None else None)
+                    self._client.request(method, path, json=body, params=params, headers=headers), timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if health is not None:
-                    health.failed(self._base_host, "refused or did not take the connection")
+                    health.failed(self._base_host, "refused or did not take the connection", started_at)
                 raise NeverArrived(self.scrub(f"{type(exc).__name__}: {exc} (host {self._base_host})"),
                                    details=details) from None
             except (httpx.TransportError, TimeoutError) as exc:  # read/write timeout, dropped connection, protocol error
                 if health is not None and isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-                    health.failed(self._base_host, "did not answer")
+                    health.failed(self._base_host, "did not answer", started_at)
                 what = "no answer in time" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
                 raise Ambiguous(self.scrub(f"{what} (host {self._base_host})"), details=details,
                                 money_spent=None if during == "create" else False) from None
