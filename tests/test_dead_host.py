@@ -8,8 +8,8 @@ half-set key pair names the key that is missing.
 
 from __future__ import annotations
 
-import re
 import asyncio
+import re
 import socket
 import threading
 from pathlib import Path
