@@ -272,3 +272,21 @@ def test_unknown_reference_in_ref_is_a_located_error(make_project) -> None:
     (problem,) = errors(project)
     assert problem.location.line == 4
     assert "ref('villain'): no reference named 'villain' (references: none)" in problem.message
+
+
+def test_lookups_filled_in_without_jinja_render_exactly_as_jinja_does(make_project) -> None:
+    """The planner fills ``{{ vars.x }}`` in directly (speed); anything else still goes through Jinja."""
+    from storyboard.plan import prompts
+
+    context = {"vars": {"brand": "Café Noir", "n": 3, "ratio": 0.5, "flag": True, "items": "x"},
+               "shot": {"id": "a"}}
+    env = prompts.template_environment(make_project("name: demo\nshots:\n  - {id: a, duration: 5, prompt: x}\n"))
+    for source in ["{{ vars.brand }} take {{vars.n}} at {{ vars.ratio }} — {{ shot.id }}",
+                   "{{ vars.flag }} {{ vars.brand | upper }}", "{{ vars.items }}", "{% if vars.n %}{{ vars.n }}{% endif %}"]:
+        jinja = prompts.render_bounded(prompts._inline_template(env, source), context)
+        assert prompts._render_inline_text(env, source, context) == (jinja.strip() or None), source
+    assert prompts._filled_in("{{ vars.brand }} take {{vars.n}}", context) == "Café Noir take 3"
+    assert prompts._filled_in("{{ vars.flag }}", context) is None  # a bool: Jinja decides
+    assert prompts._filled_in("{{ vars.items }}", context) is None  # also a dict method
+    assert prompts._filled_in("{{ vars.brand | upper }}", context) is None
+    assert prompts._filled_in("{{ vars.missing }}", context) is None
