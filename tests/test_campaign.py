@@ -266,7 +266,7 @@ def test_campaign_plan_cli_json_and_exit_codes(tmp_path):
     result = CliRunner().invoke(app, ["campaign", "plan", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["requests"] == {"uses": 16, "distinct": 6, "shared": 10}
+    assert data["requests"] == dict(uses=16, distinct=6, shared=10)
     assert len(data["variants"]) == 8 and data["variants"][0]["cost"]["usd_after"] > 0
     human = CliRunner().invoke(app, ["campaign", "plan", str(folder)])
     assert human.exit_code == 0 and "16 request(s) planned, 6 distinct (10 shared)" in human.stdout
@@ -423,10 +423,10 @@ def test_merge_keys_and_duplicates_of_the_base_are_judged_once_in_the_base(tmp_p
     base = BASE.replace(
         "  - id: close\n    duration: 3\n",
         "  - &close\n    id: close\n    duration: 3\n",
-    ).replace("cut:\n", "groups: []\ngroups: []\ncut:\n") + "x-shared: &more {duration: 3, mood: calm}\n"
+    ).replace("cut:\n", "groups: []\ngroups: []\ncut:\n") + "x-common: &more {duration: 3, mood: calm}\n"
     base = base.replace("shots:\n", "shots:\n  - <<: *more\n    id: extra\n    duration: 4\n    prompt: more\n", 1)
-    base = base.replace("x-shared: &more {duration: 3, mood: calm}\n", "")
-    base = "x-shared: &more {duration: 3, mood: calm}\n" + base
+    base = base.replace("x-common: &more {duration: 3, mood: calm}\n", "")
+    base = "x-common: &more {duration: 3, mood: calm}\n" + base
     cplan = plan_campaign(load_campaign(make_campaign(tmp_path, base=base)))
     problems = merge_variant_problems_of(cplan)
     # the override of a merged key is no duplicate; the repeated `groups` is, at its base line, once

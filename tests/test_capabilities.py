@@ -48,7 +48,7 @@ def test_video_input_rates() -> None:
     assert caps.units_per_second("kling-video-o1", "std", False, video_input=True) == (0.9, False)
 
 
-def test_prices_match_the_shared_fixture_table() -> None:
+def test_prices_match_the_kling_fixture_table() -> None:
     table = json.loads(FIXTURES.read_text())["pricing_units_per_second_2026_09_20"]
     features = {"silent": (False, False), "audio": (True, False), "no_video_silent": (False, False),
                 "no_video_audio": (True, False), "no_video": (False, False), "audio_voice": (True, True)}  # fmt: skip

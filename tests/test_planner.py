@@ -25,7 +25,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# --- bodies against the shared fixtures --------------------------------------------------------
+# --- bodies against the Kling fixtures --------------------------------------------------------
 
 
 def fixture_body(family: str, name: str, project: Path, urls: dict[str, str], **extra) -> dict:
@@ -250,7 +250,7 @@ IMAGES = {name: (640 + n, 360) for n, name in enumerate(IMAGE_FILES)}
 
 
 @pytest.mark.parametrize(("family", "name", "yaml_text", "urls", "extra"), FIXTURE_CASES)
-def test_bodies_match_the_shared_fixtures(make_project, family, name, yaml_text, urls, extra) -> None:
+def test_bodies_match_the_kling_fixtures(make_project, family, name, yaml_text, urls, extra) -> None:
     project = make_project(yaml_text, images=IMAGES)
     plan = planner.plan(load(project))
     (request,) = plan.requests
