@@ -10,11 +10,15 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL, a schema per test)
+
+KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
+"""The variables that give storyboard Kling credentials or a host: a test sets them itself or not at all."""
 
 ImageSpec = tuple[int, int] | tuple[int, int, str]
 """(width, height) or (width, height, Pillow format); the format defaults to the file's extension."""
@@ -53,3 +57,23 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
         return project
 
     return make
+
+
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No Kling credentials or host from the machine running the tests (so the preview is chosen,
+    and a test that wants Kling sets exactly the fake's); returns ``monkeypatch`` for that."""
+    for name in KEY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def kling_env(fake: Any, base_url: str) -> dict[str, str]:
+    """The environment that points storyboard at a fake Kling served on ``base_url``."""
+    return {"KLINGAI_ACCESS_KEY": fake.access_key, "KLINGAI_SECRET_KEY": fake.secret_key, "KLINGAI_BASE_URL": base_url}
+
+
+def use_kling(monkeypatch: pytest.MonkeyPatch, fake: Any, base_url: str) -> None:
+    """Point this process's environment at a fake Kling (see ``kling_env``)."""
+    for name, value in kling_env(fake, base_url).items():
+        monkeypatch.setenv(name, value)

@@ -28,6 +28,7 @@ from storyboard.errors import (
     TaskFailed,
 )
 from storyboard.media import probe
+from tests.conftest import use_kling
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 
@@ -61,19 +62,14 @@ ACCOUNTS = {
 finds each task. The other two switch the path slot off, so the create is sent: Kling refuses it
 with 1201 "... is already used by task N", or answers with the existing task."""
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 
 @pytest.fixture
-def kling_account(request, monkeypatch):
+def kling_account(request, no_keys):
     """A fake Kling account served on loopback, with the CLI's environment pointed at it."""
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
     fake = FakeKling(polls_to_finish=1, **ACCOUNTS[request.param])
     with serve(fake) as base_url:
-        monkeypatch.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
-        monkeypatch.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
-        monkeypatch.setenv("KLINGAI_BASE_URL", base_url)
+        use_kling(no_keys, fake, base_url)
         yield fake
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import storyboard
+from tests.conftest import KEY_VARS
 
 REPO = Path(__file__).resolve().parent.parent
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 
 def readme_script() -> str:

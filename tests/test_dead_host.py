@@ -30,18 +30,10 @@ from tests.fakes.server import serve
 
 _register_commands()
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 STORYBOARD = "version: 1\nname: Harbour\ndefaults:\n  model: kling-v3\n  mode: std\n  aspect_ratio: \"16:9\"\n" \
              "  strategy: per_shot\nshots:\n" + "".join(
                  f"  - id: s{n}\n    duration: 3\n    subject: harbour scene {n}\n    action: boats drift\n" for n in range(4))
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
 
 
 def refused_port() -> int:
@@ -52,11 +44,11 @@ def refused_port() -> int:
     return port
 
 
-def test_a_refusing_host_stops_the_render_at_once_and_says_so_once(clean_env, make_project):
+def test_a_refusing_host_stops_the_render_at_once_and_says_so_once(no_keys, make_project):
     port = refused_port()
-    clean_env.setenv("KLINGAI_ACCESS_KEY", "ak-test-key")
-    clean_env.setenv("KLINGAI_SECRET_KEY", "sk-test-secret")
-    clean_env.setenv("KLINGAI_BASE_URL", f"http://127.0.0.1:{port}")
+    no_keys.setenv("KLINGAI_ACCESS_KEY", "ak-test-key")
+    no_keys.setenv("KLINGAI_SECRET_KEY", "sk-test-secret")
+    no_keys.setenv("KLINGAI_BASE_URL", f"http://127.0.0.1:{port}")
     project = make_project(STORYBOARD)
     result = CliRunner().invoke(app, ["render", str(project), "--yes"])
     assert result.exit_code == 1, result.output
@@ -140,13 +132,13 @@ def test_a_host_dying_after_a_create_leaves_it_to_be_looked_up_and_nothing_is_pa
     assert_paid_once_and_intact(plan, tmp_path, fake)
 
 
-def test_the_deadline_stops_an_unattended_run_and_the_next_run_resumes_without_paying_again(clean_env, make_project):
+def test_the_deadline_stops_an_unattended_run_and_the_next_run_resumes_without_paying_again(no_keys, make_project):
     fake = FakeKling(polls_to_finish=10_000)
     project = make_project(STORYBOARD)
     with serve(fake) as base_url:
-        clean_env.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
-        clean_env.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
-        clean_env.setenv("KLINGAI_BASE_URL", base_url)
+        no_keys.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
+        no_keys.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
+        no_keys.setenv("KLINGAI_BASE_URL", base_url)
         stopped = CliRunner().invoke(app, ["render", str(project), "--yes", "--deadline", "2s"])
         assert stopped.exit_code == 1, stopped.output
         assert isinstance(stopped.exception, SystemExit) and "Traceback" not in stopped.output
@@ -164,7 +156,7 @@ def test_the_deadline_stops_an_unattended_run_and_the_next_run_resumes_without_p
 
 
 @pytest.mark.parametrize("text", ["soon", "-5m", "0", "3 days"])
-def test_a_deadline_that_is_not_a_duration_is_refused_before_anything(clean_env, make_project, text):
+def test_a_deadline_that_is_not_a_duration_is_refused_before_anything(no_keys, make_project, text):
     project = make_project(STORYBOARD)
     result = CliRunner().invoke(app, ["render", str(project), "--provider", "preview", "--deadline", text])
     assert result.exit_code == 1 and "is not a duration" in result.output and "90s, 20m, 2h" in result.output
@@ -173,10 +165,10 @@ def test_a_deadline_that_is_not_a_duration_is_refused_before_anything(clean_env,
 @pytest.mark.parametrize(("present", "missing"), [("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY"),
                                                   ("KLINGAI_SECRET_KEY", "KLINGAI_ACCESS_KEY")])
 @pytest.mark.parametrize("where", ["environment", ".env"])
-def test_half_a_key_pair_names_the_missing_key(clean_env, make_project, present, missing, where):
+def test_half_a_key_pair_names_the_missing_key(no_keys, make_project, present, missing, where):
     project = make_project(STORYBOARD)
     if where == "environment":
-        clean_env.setenv(present, "half-of-a-pair-value")
+        no_keys.setenv(present, "half-of-a-pair-value")
     else:
         Path(project / ".env").write_text(f"{present}=half-of-a-pair-value\n")
     for command in (["render", str(project), "--yes"], ["render", str(project), "--yes", "--provider", "kling"]):

@@ -33,13 +33,7 @@ _register_commands()
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = sorted(p.parent.name for p in (REPO / "projects").glob("*/storyboard.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
-
-@pytest.fixture
-def no_keys(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def copy_project(name: str, tmp_path: Path) -> Path:

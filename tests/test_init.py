@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
@@ -20,7 +19,6 @@ from storyboard.workspace import Workspace
 _register_commands()
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema="
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 
 def init(*args: str):
@@ -109,11 +107,6 @@ def test_init_on_a_file_says_so(tmp_path):
     assert result.exit_code == 1
     assert "is a file, not a folder" in result.output and "Traceback" not in result.output
 
-
-@pytest.fixture
-def no_keys(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_the_starter_runs_on_the_preview_provider(tmp_path, no_keys):

@@ -23,6 +23,7 @@ from storyboard.cli import _register_commands, app
 from storyboard.errors import JournalDamaged
 from storyboard.media import probe
 from storyboard.render.journal import Journal
+from tests.conftest import use_kling
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 
@@ -51,21 +52,16 @@ shots:
     action: comes into the harbour
 """
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 DAMAGES = [("zeroed", 0)] + [("truncated", seed) for seed in range(3)] + [("overwritten", seed) for seed in range(4)]
 """Each case: how the file is damaged, and the seed of the random point (and bytes) chosen."""
 
 
 @pytest.fixture
-def kling_account(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
+def kling_account(no_keys):
     fake = FakeKling(polls_to_finish=1)
     with serve(fake) as base_url:
-        monkeypatch.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
-        monkeypatch.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
-        monkeypatch.setenv("KLINGAI_BASE_URL", base_url)
+        use_kling(no_keys, fake, base_url)
         yield fake
 
 

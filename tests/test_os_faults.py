@@ -26,7 +26,6 @@ from tests.fakes.server import serve
 
 _register_commands()
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 STORYBOARD = """\
 version: 1
@@ -49,9 +48,7 @@ shots:
 
 
 @pytest.fixture
-def project(make_project, monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
+def project(make_project, no_keys):
     return make_project(STORYBOARD)
 
 

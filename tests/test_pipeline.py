@@ -23,12 +23,12 @@ from storyboard.cli import render as render_cli
 from storyboard.load import loader
 from storyboard.media import probe
 from storyboard.plan import planner
+from tests.conftest import KEY_VARS, use_kling
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 
 _register_commands()
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 THREE_SHOTS = """\
 version: 1
@@ -78,17 +78,6 @@ outputs:
   - {name: tall, aspect_ratio: "9:16", height: 256, fps: 24}
 """
 
-
-@pytest.fixture
-def no_keys(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-def use_kling(monkeypatch, fake: FakeKling, base_url: str) -> None:
-    monkeypatch.setenv("KLINGAI_ACCESS_KEY", fake.access_key)
-    monkeypatch.setenv("KLINGAI_SECRET_KEY", fake.secret_key)
-    monkeypatch.setenv("KLINGAI_BASE_URL", base_url)
 
 
 def drop_keys(monkeypatch) -> None:

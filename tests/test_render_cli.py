@@ -20,6 +20,7 @@ from storyboard.cli.render import parse_max_cost
 from storyboard.errors import UserError
 from storyboard.media import probe
 from storyboard.render.journal import Journal
+from tests.conftest import kling_env
 from tests.fakes.kling import FakeKling
 from tests.fakes.server import serve
 
@@ -43,22 +44,12 @@ shots:
     action: flies over the sea
 """
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
 
 @pytest.fixture
 def project(make_project) -> Path:
     return make_project(STORYBOARD)
 
-
-@pytest.fixture
-def no_keys(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-def kling_env(fake: FakeKling, base_url: str) -> dict[str, str]:
-    return {"KLINGAI_ACCESS_KEY": fake.access_key, "KLINGAI_SECRET_KEY": fake.secret_key, "KLINGAI_BASE_URL": base_url}
 
 
 @pytest.mark.parametrize("text, units", [("5u", 5.0), ("5", 5.0), ("2.5 units", 2.5), ("$2.80", 20.0), ("$0.14", 1.0)])

@@ -12,7 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from storyboard import pipeline
@@ -49,13 +48,7 @@ shots:
     action: flies over the sea
 """
 
-KEY_VARS = ("KLINGAI_ACCESS_KEY", "KLINGAI_SECRET_KEY", "KLINGAI_API_KEY", "KLINGAI_BASE_URL")
 
-
-@pytest.fixture
-def no_keys(monkeypatch):
-    for name in KEY_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def verdict_boxes(page: Path) -> list[dict[str, str]]:
