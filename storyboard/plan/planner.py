@@ -639,6 +639,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             request[part] = _show_placeholders(request[part], names, request["media"])
         if not request["media"]:
             del request["media"]  # only the kinds of plan.kinds have media; other plans read as before
+        if not request["speech"]:
+            del request["speech"]  # only requests spoken from text (plan.speech) have speech
     return data
 
 
