@@ -524,8 +524,11 @@ class _Planning:
             for p in self.findings.problems
             if p.severity == "advisory"
         ]
-        if any("estimate" in n for r in self.requests for n in r.notes):
+        if any(n.startswith("price is an estimate") for r in self.requests for n in r.notes):
             notes.append("some prices are estimates (older models, not in Kling's 2026 price table)")
+        if any(r.speech for r in self.requests):
+            notes.append("avatars spoken from text are priced on an estimate of the speech's length (plan.speech); "
+                         "Kling bills the real length, known once its TTS has spoken")
         try:
             storyboard_file = self.loaded.file.resolve().relative_to(self.loaded.project_dir.resolve()).as_posix()
         except ValueError:
