@@ -373,3 +373,14 @@ def test_the_fake_tts_refuses_what_the_reference_forbids_and_charges_each_call(t
     clock.now += 30 * DAY + 1
     expired = _post(fake, avatar, {"image": face, "audio_id": audio["id"], "external_task_id": "a-2"})
     assert expired["code"] == 1201 and "expired" in expired["message"]
+
+
+def test_journal_migrate_copies_the_speech_once(project, tmp_path):
+    folder = project()
+    plan = planner.plan(load(folder))
+    _render(FakeKling(polls_to_finish=1), plan, folder)
+    digest = speech_digest(LINE, "uk_man2", "en", 1.0)
+    with Journal.open(folder) as source, Journal(tmp_path / "other" / ".storyboard" / "journal.sqlite") as target:
+        assert source.copy_into(target)["speech"] == (1, 1)
+        assert source.copy_into(target)["speech"] == (1, 0)
+        assert target.speech("kling", digest) == source.speech("kling", digest)

@@ -552,7 +552,7 @@ class _Run:
     # ---- speech (TTS) before a request that speaks text -------------------------------------------
 
     async def _spoken(self, request: Request, job: Job) -> tuple[Request, Job]:
-        """The request and job with their speech made (or reused) and the price of the real length.
+        """The request and job with their speech made (or reused) and, for an avatar, the price of its real length.
 
         Run right before the paid create, never for a clip reused or a task resumed (those need no
         audio id). The avatar is billed per started second of the speech Kling made, so from here
@@ -567,6 +567,9 @@ class _Run:
             if result.path is not None:
                 images[speech.placeholder] = result.path
             seconds = max(seconds, result.duration)
+        job = replace(job, audio_ids=audio_ids, images=images)
+        if request.family != "avatar/image2video":
+            return request, job  # a kind billed by other lengths (a lip sync bills its video) keeps its price
         if not 2.0 <= seconds <= 300.0:
             raise _Stop("failed", f"its speech lasts {seconds:.2f} s and Kling's avatar takes 2-300 s of speech: "
                                   "change the text (the speech is kept; only the new text is synthesized)")
@@ -578,8 +581,7 @@ class _Run:
                                          f"the cut holds the clip's last frame, silent, for {keep - seconds:.2f} s; "
                                          f"set the shot's duration to {math.floor(seconds * 10) / 10:g} to avoid it")
         update = {"units": units, "duration": billed}
-        return (request.model_copy(update=update),
-                replace(job, request=job.request.model_copy(update=update), audio_ids=audio_ids, images=images))
+        return request.model_copy(update=update), replace(job, request=job.request.model_copy(update=update))
 
     async def _speech(self, request: Request, speech: SpeechRequest) -> SpeechResult:
         """The speech's audio id: from the journal while Kling still keeps it, else made once by TTS.
