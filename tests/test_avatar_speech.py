@@ -384,3 +384,27 @@ def test_journal_migrate_copies_the_speech_once(project, tmp_path):
         assert source.copy_into(target)["speech"] == (1, 1)
         assert source.copy_into(target)["speech"] == (1, 0)
         assert target.speech("kling", digest) == source.speech("kling", digest)
+
+
+def test_the_quote_counts_the_tts_call_only_while_no_young_speech_is_journaled(project):
+    folder = project()
+    plan = planner.plan(load(folder))
+    (request,) = plan.requests
+    assert engine.preview_plan(plan, folder, "kling") == [(request, "create", request.units)]
+    fake = FakeKling(polls_to_finish=1)
+    fake.script("calm, small nods", fail="Failure to pass the risk control system", times=1)
+    assert _render(fake, plan, folder).failed  # the speech is made and journaled, the avatar is not
+    (row,) = engine.preview_plan(plan, folder, "kling")
+    assert row[1] == "create" and row[2] == pytest.approx(request.units - 0.05)
+
+
+def test_validate_names_file_line_column_and_the_fix_without_a_traceback(project):
+    from typer.testing import CliRunner
+
+    from storyboard.cli import _register_commands, app
+
+    _register_commands()
+    folder = project(SPOKEN.replace(LINE, "Hi.") + "      speed: 1.25\n")
+    result = CliRunner().invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "storyboard.yaml:14:14: shots[0].avatar.speed: " in result.output and "e.g. 1.2" in result.output

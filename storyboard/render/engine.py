@@ -214,13 +214,20 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
     the units this run may newly spend on it. Reads the journal without creating one."""
     project_dir = Path(project_dir)
     records: dict[str, RequestRecord] = {}
+    made: set[str] = set()
+    """Placeholders of speech the journal holds with an audio id still young enough to reuse (not paid again)."""
     if journal_exists(project_dir):
         with Journal.open(project_dir) as journal:
             records = {r.key: r for r in journal.records(provider_name)}
+            for speech in (s for r in plan.requests for s in r.speech):
+                known = journal.speech(provider_name, speech.placeholder.removeprefix(SPEECH_SCHEME))
+                if known is not None and journal.speech_age(known) < REUSE_SECONDS:
+                    made.add(speech.placeholder)
     free = is_free(provider_name)
     rows: list[tuple[Request, Decision, float]] = []
     for request in plan.requests:
-        units = 0.0 if free else request.units
+        reused_speech = sum(s.units for s in request.speech if s.placeholder in made)
+        units = 0.0 if free else max(0.0, request.units - reused_speech)
         clip = clip_path(project_dir, provider_name, request.key)
         record = records.get(request.key)
         reported = record.reported_duration if record else None
