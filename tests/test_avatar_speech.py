@@ -356,7 +356,7 @@ def test_the_fake_tts_refuses_what_the_reference_forbids_and_charges_each_call(t
     for bad in ({**good, "voice_speed": 1.25}, {**good, "voice_speed": 2.1}, {**good, "voice_speed": "1.0"},
                 {**good, "text": "x" * 1001}, {**good, "text": ""}, {**good, "voice_id": "someone"},
                 {**good, "voice_language": "fr"}, {**good, "callback_url": "https://x.test"},
-                {k: v for k, v in good.items() if k != "voice_id"}):
+                {k: v for k, v in good.items() if k != "voice_id"}, {k: v for k, v in good.items() if k != "text"}):
         assert _post(fake, TTS_PATH, bad)["code"] == 1201, bad
     assert fake.tts_calls == 0 and fake.charged_units == 0
     made = _post(fake, TTS_PATH, good)["data"]
@@ -408,3 +408,13 @@ def test_validate_names_file_line_column_and_the_fix_without_a_traceback(project
     result = CliRunner().invoke(app, ["validate", str(folder)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "storyboard.yaml:14:14: shots[0].avatar.speed: " in result.output and "e.g. 1.2" in result.output
+
+
+def test_speech_shorter_than_the_shot_is_said_at_render_time(project):
+    folder = project(SPOKEN.replace("duration: 3", "duration: 7.9"))
+    plan = planner.plan(load(folder))
+    result = _render(FakeKling(polls_to_finish=1), plan, folder)
+    real = tts_seconds(LINE, 1.0)
+    assert result.done and real < 7.9
+    said = [e.message for e in result.events if e.state == "speech" and "holds the clip's last frame" in e.message]
+    assert said and f"{real:.2f} s" in said[0] and "set the shot's duration to" in said[0]
