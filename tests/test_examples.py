@@ -11,6 +11,7 @@ tests/test_examples.py``, and read the diff: it is the change in what customers 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from storyboard.load import loader
 from storyboard.load.spec import json_schema
 from storyboard.media import probe
 from storyboard.plan import planner
-from tests.fakes.kling import FakeKling
+from tests.fakes.kling import AVATAR_PRICE, FakeKling, tts_seconds
 from tests.fakes.server import serve
 
 _register_commands()
@@ -129,6 +130,15 @@ def test_example_renders_on_preview_then_reuses_every_clip(name, tmp_path, no_ke
     assert f"0 rendered, {len(plan.requests)} reused" in second.output
 
 
+def _billed(request) -> float:
+    """What the fake bills a request: the plan's price, except an avatar spoken from text, billed at the
+    length its TTS really made (the plan prices an estimate of it, plan.speech) plus the TTS calls."""
+    if not request.speech:
+        return request.units
+    seconds = max(tts_seconds(s.text, s.speed) for s in request.speech)
+    return sum(s.units for s in request.speech) + float(AVATAR_PRICE[request.mode]) * math.ceil(seconds)
+
+
 @pytest.mark.parametrize("name", PROJECTS)
 def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(name, tmp_path, no_keys, monkeypatch):
     project = copy_project(name, tmp_path)
@@ -143,7 +153,8 @@ def test_example_renders_on_the_fake_kling_over_loopback_and_never_pays_twice(na
         assert first.exit_code == 0, first.output
         assert sum(fake.creates.values()) == len(plan.requests)
         assert all(count == 1 for count in fake.creates.values())
-        assert fake.charged_units == pytest.approx(plan.units)
+        assert fake.charged_units == pytest.approx(sum(_billed(r) for r in plan.requests))
+        assert fake.charged_units <= plan.units + 1e-9  # never more than the plan showed
         second = CliRunner().invoke(app, ["render", str(project), "--yes"])
         assert second.exit_code == 0, second.output
     assert sum(fake.creates.values()) == len(plan.requests), "a rerun must not create anything"

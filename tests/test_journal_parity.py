@@ -13,6 +13,12 @@ from __future__ import annotations
 import pytest
 
 from storyboard.render.journal import JOURNAL_URL_VARIABLE, Journal
+from tests.test_avatar_speech import (  # noqa: F401
+    project,
+    test_a_lost_tts_answer_loses_at_most_one_call_and_the_next_run_makes_it_again,
+    test_an_audio_id_past_the_reuse_window_is_made_again_and_a_finished_clip_is_not_rerendered,
+    test_tts_then_avatar_bodies_are_exact_and_the_real_charge_is_journaled,
+)
 from tests.test_campaign import test_resume_after_a_kill_pays_nothing_twice  # noqa: F401
 from tests.test_engine import *  # noqa: F403
 from tests.test_journal import (  # noqa: F401

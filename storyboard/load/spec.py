@@ -379,13 +379,55 @@ class VideoReference(Strict):
 
 
 class Avatar(Strict):
-    """An avatar shot: a still portrait that speaks an audio file (Kling's avatar, billed per audio second)."""
+    """An avatar shot: a still portrait that speaks an audio file, or text through Kling's TTS (billed per audio second)."""
 
     image: str = Field(
         description="The face: a reference id or an image path (JPG or PNG, at least 300 px, ratio 1:2.5 to 2.5:1, "
         "at most 10 MB); with several faces Kling picks the speaker."
     )
-    audio: str = Field(description="What it says (path): mp3, wav, m4a or aac, 2-300 s, at most 5 MB.")
+    audio: str | None = Field(
+        None, description="What it says (path): mp3, wav, m4a or aac, 2-300 s, at most 5 MB. Or give text and voice_id."
+    )
+    text: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="Or what it says as text (at most 1000 characters), spoken by Kling's text-to-speech first "
+        "(0.05 units); the clip lasts as long as the speech, which the plan estimates from the text.",
+    )
+    voice_id: str | None = Field(
+        None, min_length=1,
+        description="With text: the id of one of Kling's preset voices (GET /v1/general/presets-voices) that speaks it.",
+    )
+    language: Literal["en", "zh"] = Field(
+        "en", description="With text: the language it is spoken in, en or zh (Kling's own default is zh; this one is en)."
+    )
+    speed: float = Field(1.0, ge=0.8, le=2.0, description="With text: how fast it is spoken, 0.8-2.0 with one decimal.")
+
+    @field_validator("speed")
+    @classmethod
+    def _one_decimal(cls, value: float) -> float:
+        if round(value, 1) != value:
+            raise ValueError(f"speed {value:g} has more than one decimal: Kling takes 0.8-2.0 in steps of 0.1, "
+                             f"e.g. {round(value, 1):g}")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _something_to_say(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("text is blank: write what the avatar says")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Avatar:
+        if (self.audio is None) == (self.text is None):
+            raise ValueError("avatar takes exactly one of audio (a file) or text (spoken by Kling's TTS with voice_id)")
+        if self.text is not None and self.voice_id is None:
+            raise ValueError("avatar text needs voice_id: the id of a Kling preset voice that speaks it")
+        if self.text is None:
+            spoken = [name for name in ("voice_id", "language", "speed") if name in self.model_fields_set]
+            if spoken:
+                raise ValueError(f"{', '.join(spoken)} go with text; an audio file is sent as it is: remove them")
+        return self
 
 
 class LipSync(Strict):
@@ -441,7 +483,7 @@ class Shot(Settings):
         "(kling-v3-omni, kling-video-o1)."
     )
     avatar: Avatar | None = Field(
-        None, description="Make this an avatar shot: a portrait image speaking an audio file (std or pro)."
+        None, description="Make this an avatar shot: a portrait image speaking an audio file or text (std or pro)."
     )
     lip_sync: LipSync | None = Field(
         None, description="Make this a lip-sync shot: a rendered shot or a video file re-voiced by an audio file."

@@ -10,6 +10,7 @@ from storyboard.plan.requests import (
     ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
+    SPEECH_SCHEME,
     UNIT_PRICE_USD,
     VIDEO_SCHEME,
     VOICE_SCHEME,
@@ -18,6 +19,7 @@ from storyboard.plan.requests import (
     Plan,
     Request,
     ShotSlice,
+    SpeechRequest,
     VoiceRegistration,
 )
 
@@ -27,6 +29,7 @@ __all__ = [
     "ELEMENT_SCHEME",
     "FRAME_SCHEME",
     "IMAGE_SCHEME",
+    "SPEECH_SCHEME",
     "UNIT_PRICE_USD",
     "VIDEO_SCHEME",
     "VOICE_SCHEME",
@@ -35,5 +38,6 @@ __all__ = [
     "Plan",
     "Request",
     "ShotSlice",
+    "SpeechRequest",
     "VoiceRegistration",
 ]

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Location
-from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, VIDEO_SCHEME, Request, ShotSlice
+from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, VIDEO_SCHEME, Request, ShotSlice, SpeechRequest
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import AVATAR, LIP_SYNC, MOTION_CONTROL, OMNI
-from storyboard.plan.pricing import content_key, external_task_id, kind_price, usd
+from storyboard.plan.pricing import content_key, external_task_id, kind_price, total_units, usd
 from storyboard.plan.rules import Findings, check_text, seconds_text
+from storyboard.plan.speech import TTS_UNITS, estimate_seconds, speech_placeholder
 
 if TYPE_CHECKING:
     from storyboard.load.spec import Shot
@@ -305,6 +306,10 @@ class KindBuild:
     media: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    speech: list[SpeechRequest] = field(default_factory=list)
+    """Speech TTS makes before the request (an avatar from text, ``plan.speech``)."""
+    extra_units: float = 0.0
+    """Units of calls made for the request besides its own (the TTS call), added to its price."""
 
     def media_placeholder(self, scheme: str, relative: str) -> str:
         placeholder = scheme + safe_media_digest(self.findings.loaded.resolve_path(relative), relative)
@@ -384,7 +389,8 @@ def build_kind_request(build: KindBuild) -> Request:
     shot = build.shot
     check_text(build.findings, build.findings.at("shots", shot.index), f"shot {shot.id}'s request", build.prompt)
     cost = kind_price(made.family, made.model, made.mode, made.billed)
-    build.notes.append(cost.note)
+    build.notes.append(cost.note + (f" + {build.extra_units:g} units for TTS" if build.extra_units else ""))
+    units = total_units((cost.units, build.extra_units)) if build.extra_units else cost.units
     key = content_key(made.endpoint, made.body)
     keep = min(float(shot.spec.duration), float(made.seconds)) if made.seconds else float(shot.spec.duration)
     return Request(
@@ -406,10 +412,11 @@ def build_kind_request(build: KindBuild) -> Request:
         images=build.images.images,
         media=build.media,
         depends_on=build.depends_on,
+        speech=build.speech,
         shots=[ShotSlice(shot_id=shot.id, offset=0, rendered=made.seconds, keep=_number(keep),
                          prompt=build.prompt or "", camera=shot.spec.camera, caption=shot.spec.caption)],
-        units=cost.units,
-        usd=usd(cost.units),
+        units=units,
+        usd=usd(units),
         notes=build.notes,
     )
 
@@ -534,6 +541,9 @@ def _avatar(build: KindBuild) -> KindRequest:
     findings, shot = build.findings, build.shot
     spec = shot.spec.avatar
     assert spec is not None
+    if spec.text is not None:
+        return _spoken_avatar(build)
+    assert spec.audio is not None
     where = ("shots", shot.index, "avatar")
     seconds = audio_seconds(findings, findings.at(*where, "audio"), spec.audio, AVATAR_AUDIO)
     length = seconds if seconds is not None else AVATAR_AUDIO.min_seconds
@@ -550,6 +560,75 @@ def _avatar(build: KindBuild) -> KindRequest:
         body["watermark_info"] = {"enabled": True}
     build.notes.append(f"avatar: the clip lasts as long as {spec.audio} ({length:.2f} s); priced per started "
                        f"second of audio ({billed} s), Kling does not document its rounding")
+    ratio = _snapped_ratio(build, image)
+    width, height = _output_size(shot.mode, ratio)
+    return KindRequest(AVATAR, caps.ENDPOINTS[AVATAR], caps.AVATAR_MODEL, shot.mode, body, billed, billed, True,
+                       ratio, width, height, 24)
+
+
+def _spoken_avatar(build: KindBuild) -> KindRequest:
+    """§4, text + voice: TTS makes the speech first (``SpeechRequest``), the avatar takes its ``audio_id``.
+
+    The speech's length is unknown until TTS runs, so the request is priced on the slow reading of
+    ``plan.speech`` plus the TTS call, and its limits are checked on the bracket: a text surely
+    under 2 s or over 300 s of speech is refused, one that may be is advised (Kling would refuse the
+    avatar after the 0.05-unit TTS call). The body names the speech by its placeholder, so its
+    content key follows the text, voice, language and speed, not the audio id.
+    """
+    findings, shot = build.findings, build.shot
+    spec = shot.spec.avatar
+    assert spec is not None and spec.text is not None and spec.voice_id is not None
+    where = ("shots", shot.index, "avatar")
+    if spec.voice_id in findings.board.voices:
+        findings.error(findings.at(*where, "voice_id"),
+                       f"{spec.voice_id} is one of the storyboard's custom voices: Kling's TTS speaks its preset "
+                       "voices only (kling-api-2.md §4); give a preset voice id, or record the line and use audio:")
+    estimate = estimate_seconds(spec.text, spec.language, spec.speed)
+    text_at = findings.at(*where, "text")
+    low, high = AVATAR_AUDIO.min_seconds, AVATAR_AUDIO.max_seconds
+    if estimate.high < low:
+        findings.error(text_at, f"this text takes about {estimate.low:g}-{estimate.high:g} s to say: Kling's avatar "
+                                f"needs {seconds_text(low)} to {seconds_text(high)} of speech; write a longer line "
+                                "(or a lower speed)")
+    elif estimate.low < low:
+        findings.advise(text_at, f"this text may take under {seconds_text(low)} to say (about {estimate.low:g}-"
+                                 f"{estimate.high:g} s): Kling refuses an avatar under {seconds_text(low)} of speech, "
+                                 "after the 0.05-unit TTS call; a longer line is safer")
+    if estimate.low > high:
+        findings.error(text_at, f"this text takes about {estimate.low:g}-{estimate.high:g} s to say: Kling's avatar "
+                                f"takes at most {seconds_text(high)} of speech; split it into two shots")
+    elif estimate.high > high:
+        findings.advise(text_at, f"this text may take over {seconds_text(high)} to say (about {estimate.low:g}-"
+                                 f"{estimate.high:g} s): Kling refuses an avatar over {seconds_text(high)} of speech; "
+                                 "a shorter line is safer")
+    if shot.spec.duration > estimate.high + caps.KIND_OUTPUT_SLACK:
+        findings.error(findings.at("shots", shot.index, "duration"),
+                       f"shot {shot.id} keeps {seconds_text(shot.spec.duration)}, but its speech lasts about "
+                       f"{estimate.low:g}-{estimate.high:g} s (estimated from the text): shorten the shot's duration")
+    elif shot.spec.duration > estimate.low + caps.KIND_OUTPUT_SLACK:
+        findings.advise(findings.at("shots", shot.index, "duration"),
+                        f"shot {shot.id} keeps {seconds_text(shot.spec.duration)}, and its speech may be as short as "
+                        f"{estimate.low:g} s: if it is, the cut holds the clip's last frame, silent, for the rest "
+                        "(the render says so once the speech is made); a shorter duration avoids it")
+    placeholder = speech_placeholder(spec.text, spec.voice_id, spec.language, spec.speed)
+    speech = SpeechRequest(placeholder=placeholder, text=spec.text, voice_id=spec.voice_id, language=spec.language,
+                           speed=spec.speed, low_seconds=estimate.low, high_seconds=estimate.high, units=TTS_UNITS)
+    image = _image_path(findings, spec.image)
+    body: dict[str, Any] = {"image": build.images.of(image), "audio_id": placeholder}
+    if build.prompt:
+        body["prompt"] = build.prompt
+    body["mode"] = shot.mode
+    if shot.watermark:
+        body["watermark_info"] = {"enabled": True}
+    billed = estimate.billed_seconds
+    build.speech.append(speech)
+    build.extra_units += TTS_UNITS
+    build.notes.append(
+        f"avatar from text: Kling's TTS speaks it first ({spec.voice_id}, {spec.language}, speed {spec.speed:g}; "
+        f"{TTS_UNITS:g} units per call); its length is an estimate, {estimate.low:g}-{estimate.high:g} s "
+        f"(plan.speech: words or characters per second), priced on the slow reading ({billed} s) plus the TTS call; "
+        "the real bill is per started second of the speech Kling makes"
+    )
     ratio = _snapped_ratio(build, image)
     width, height = _output_size(shot.mode, ratio)
     return KindRequest(AVATAR, caps.ENDPOINTS[AVATAR], caps.AVATAR_MODEL, shot.mode, body, billed, billed, True,

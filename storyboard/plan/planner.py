@@ -524,8 +524,11 @@ class _Planning:
             for p in self.findings.problems
             if p.severity == "advisory"
         ]
-        if any("estimate" in n for r in self.requests for n in r.notes):
+        if any(n.startswith("price is an estimate") for r in self.requests for n in r.notes):
             notes.append("some prices are estimates (older models, not in Kling's 2026 price table)")
+        if any(r.speech for r in self.requests):
+            notes.append("avatars spoken from text are priced on an estimate of the speech's length (plan.speech); "
+                         "Kling bills the real length, known once its TTS has spoken")
         try:
             storyboard_file = self.loaded.file.resolve().relative_to(self.loaded.project_dir.resolve()).as_posix()
         except ValueError:
@@ -639,6 +642,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             request[part] = _show_placeholders(request[part], names, request["media"])
         if not request["media"]:
             del request["media"]  # only the kinds of plan.kinds have media; other plans read as before
+        if not request["speech"]:
+            del request["speech"]  # only requests spoken from text (plan.speech) have speech
     return data
 
 

@@ -19,6 +19,8 @@ body holds strings the engine resolves just before sending:
   sync, motion control, omni video inputs); ``Request.media`` maps the placeholder to its path.
 * ``clip://<request key>``: the clip of another request (lip sync of a rendered shot), listed in
   ``Request.depends_on``; ``plan.kinds`` says how each is sent.
+* ``speech://sha256/<hex>``: speech Kling's TTS makes from text first (``Request.speech``; the
+  digest of text, voice, language and speed, ``plan.speech``); resolved to the TTS ``audio_id``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ VIDEO_SCHEME = "video://sha256/"
 CLIP_SCHEME = "clip://"
 VOICE_SCHEME = "voice://sha256/"
 """A storyboard custom voice to register first (sha256 of its URL and name); resolved to Kling's voice_id."""
+SPEECH_SCHEME = "speech://sha256/"
+"""Speech to synthesize first (``SpeechRequest``); resolved to the audio id Kling's TTS gives it."""
 
 UNIT_PRICE_USD = 0.14
 """Kling lists one unit at $0.14 (kling-api.md 11)."""
@@ -71,6 +75,24 @@ class VoiceRegistration(Frozen):
     voice: str = Field(description="The voice's id in the storyboard's voices.")
     name: str
     url: str
+
+
+class SpeechRequest(Frozen):
+    """Speech the engine has Kling's TTS make before the request that speaks it (``POST /v1/audio/tts``).
+
+    Its identity is ``placeholder`` (the digest of text, voice, language and speed), never the
+    audio id, which changes each time the speech is made again (an id lives 30 days): so a request
+    body naming the placeholder keeps its content key when the speech is re-made.
+    """
+
+    placeholder: str = Field(description="speech://sha256/<digest of text, voice, language, speed>: the journal's key.")
+    text: str
+    voice_id: str
+    language: Literal["en", "zh"]
+    speed: float
+    low_seconds: float = Field(description="The speech's length read fast (plan.speech): the shortest it is expected.")
+    high_seconds: float = Field(description="Read slowly: the length the plan prices.")
+    units: float = Field(description="What the TTS call costs (0.05 units).")
 
 
 class ElementRegistration(Frozen):
@@ -121,6 +143,9 @@ class Request(Frozen):
         default_factory=list, description="Keys of requests whose last frame (or clip, for lip sync) is used."
     )
     elements: list[ElementRegistration] = Field(default_factory=list)
+    speech: list[SpeechRequest] = Field(
+        default_factory=list, description="Speech made by TTS before this request (its units are in this request's)."
+    )
     shots: list[ShotSlice]
     units: float
     usd: float

@@ -34,11 +34,12 @@ Why it is built this way (ARCHITECTURE.md "Never pay twice"):
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -64,13 +65,18 @@ from storyboard.plan import (
     ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
+    SPEECH_SCHEME,
     UNIT_PRICE_USD,
     VOICE_SCHEME,
     ElementRegistration,
     Plan,
     Request,
+    SpeechRequest,
     VoiceRegistration,
 )
+from storyboard.plan.capabilities import KIND_OUTPUT_SLACK
+from storyboard.plan.pricing import kind_price
+from storyboard.plan.speech import AUDIO_ID_DAYS, REUSE_SECONDS
 from storyboard.render.health import HostHealth
 from storyboard.render.journal import (
     IN_FLIGHT,
@@ -83,12 +89,13 @@ from storyboard.render.journal import (
     journal_exists,
 )
 from storyboard.render.providers import provider_is_free
-from storyboard.render.providers.base import Job, Provider, TaskState
+from storyboard.render.providers.base import Job, Provider, SpeechResult, TaskState
 from storyboard.workspace import Workspace
 
 EventState = Literal["queued", "reused", "resumed", "adopted", "submitted", "processing", "downloading", "done",
-                     "failed", "skipped"]
-"""``adopted``: a task found on the account that an earlier render paid for ("adopted (already paid)")."""
+                     "failed", "skipped", "speech"]
+"""``adopted``: a task found on the account that an earlier render paid for ("adopted (already paid)");
+``speech``: the request's speech was synthesized by TTS, or reused (``_speech``)."""
 Decision = Literal["reuse", "resume", "create"]
 
 DOWNLOAD_ATTEMPTS = 3
@@ -207,13 +214,20 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
     the units this run may newly spend on it. Reads the journal without creating one."""
     project_dir = Path(project_dir)
     records: dict[str, RequestRecord] = {}
+    made: set[str] = set()
+    """Placeholders of speech the journal holds with an audio id still young enough to reuse (not paid again)."""
     if journal_exists(project_dir):
         with Journal.open(project_dir) as journal:
             records = {r.key: r for r in journal.records(provider_name)}
+            for speech in (s for r in plan.requests for s in r.speech):
+                known = journal.speech(provider_name, speech.placeholder.removeprefix(SPEECH_SCHEME))
+                if known is not None and journal.speech_age(known) < REUSE_SECONDS:
+                    made.add(speech.placeholder)
     free = is_free(provider_name)
     rows: list[tuple[Request, Decision, float]] = []
     for request in plan.requests:
-        units = 0.0 if free else request.units
+        reused_speech = sum(s.units for s in request.speech if s.placeholder in made)
+        units = 0.0 if free else max(0.0, request.units - reused_speech)
         clip = clip_path(project_dir, provider_name, request.key)
         record = records.get(request.key)
         reported = record.reported_duration if record else None
@@ -329,6 +343,7 @@ class _Run:
         self.finished: dict[str, asyncio.Future[Path | None]] = {}
         self.element_tasks: dict[str, asyncio.Task[int]] = {}
         self.voice_tasks: dict[str, asyncio.Task[str]] = {}
+        self.speech_tasks: dict[str, asyncio.Task[SpeechResult]] = {}
         self.fatal: AccountError | None = None
         self.run_id = 0
         self.shared = journal.shared
@@ -502,8 +517,7 @@ class _Run:
 
     @staticmethod
     def _with_external_id(job: Job, external_task_id: str) -> Job:
-        return Job(request=job.request.model_copy(update={"external_task_id": external_task_id}),
-                   project_dir=job.project_dir, images=job.images, elements=job.elements, urls=job.urls)
+        return replace(job, request=job.request.model_copy(update={"external_task_id": external_task_id}))
 
     async def _element(self, request: Request, registration: ElementRegistration, images: dict[str, Path]) -> int:
         digest = registration.placeholder.removeprefix(ELEMENT_SCHEME)
@@ -541,6 +555,100 @@ class _Run:
                 return voice_id
             self.voice_tasks[digest] = asyncio.ensure_future(register())
         return await asyncio.shield(self.voice_tasks[digest])
+
+    # ---- speech (TTS) before a request that speaks text -------------------------------------------
+
+    async def _spoken(self, request: Request, job: Job) -> tuple[Request, Job]:
+        """The request and job with their speech made (or reused) and, for an avatar, the price of its real length.
+
+        Run right before the paid create, never for a clip reused or a task resumed (those need no
+        audio id). The avatar is billed per started second of the speech Kling made, so from here
+        the request is reserved and settled at that length, not the plan's estimate: a create over
+        the budget left is not sent. Speech outside the avatar's 2-300 s is not sent either.
+        """
+        audio_ids, images = dict(job.audio_ids), dict(job.images)
+        seconds = 0.0
+        for speech in request.speech:
+            result = await self._speech(request, speech)
+            audio_ids[speech.placeholder] = result.audio_id
+            if result.path is not None:
+                images[speech.placeholder] = result.path
+            seconds = max(seconds, result.duration)
+        job = replace(job, audio_ids=audio_ids, images=images)
+        if request.family != "avatar/image2video":
+            return request, job  # a kind billed by other lengths (a lip sync bills its video) keeps its price
+        if not 2.0 <= seconds <= 300.0:
+            raise _Stop("failed", f"its speech lasts {seconds:.2f} s and Kling's avatar takes 2-300 s of speech: "
+                                  "change the text (the speech is kept; only the new text is synthesized)")
+        billed = max(1, math.ceil(seconds - 1e-9))
+        units = kind_price(request.family, request.model, request.mode, billed).units
+        keep = max((piece.keep for piece in request.shots), default=0.0)
+        if seconds + KIND_OUTPUT_SLACK < keep:
+            self.emit(request, "speech", f"the speech lasts {seconds:.2f} s, less than the {keep:g} s the cut keeps: "
+                                         f"the cut holds the clip's last frame, silent, for {keep - seconds:.2f} s; "
+                                         f"set the shot's duration to {math.floor(seconds * 10) / 10:g} to avoid it")
+        update = {"units": units, "duration": billed}
+        return request.model_copy(update=update), replace(job, request=job.request.model_copy(update=update))
+
+    async def _speech(self, request: Request, speech: SpeechRequest) -> SpeechResult:
+        """The speech's audio id: from the journal while Kling still keeps it, else made once by TTS.
+
+        An audio id lives 30 days (kling-api-2.md §4); one younger than ``REUSE_SECONDS`` (29 days)
+        is reused for free, an older one is made again (one 0.05-unit call) and says so. The call
+        is reserved and settled in this run's budget and the account's ledger like any spend, and
+        several requests speaking the same line share one call. A free provider is always asked
+        (its speech is a local file it caches itself), and nothing of it is journaled.
+        """
+        digest = speech.placeholder.removeprefix(SPEECH_SCHEME)
+        if self.free:
+            return await self.provider.synthesize(speech)
+        known = self.journal.speech(self.name, digest)
+        if known is not None:
+            age = self.journal.speech_age(known)
+            if age < REUSE_SECONDS:
+                self.emit(request, "speech", f"speech reused: {known.duration:.2f} s, audio id {known.audio_id} "
+                                             f"made {age / 86400:.1f} days ago (nothing paid)")
+                return SpeechResult(known.audio_id, known.duration, known.url)
+            self.emit(request, "speech", f"the speech's audio id is {age / 86400:.1f} days old (Kling keeps it "
+                                         f"{AUDIO_ID_DAYS}): synthesizing it again ({speech.units:g} units)")
+        if digest not in self.speech_tasks:
+            self.speech_tasks[digest] = asyncio.ensure_future(self._synthesize(request, speech, digest))
+        try:
+            return await asyncio.shield(self.speech_tasks[digest])
+        except ProviderError as error:
+            self._note_fatal(error)
+            raise _Stop("failed", f"speech: {error}") from None
+
+    async def _synthesize(self, request: Request, speech: SpeechRequest, digest: str) -> SpeechResult:
+        """One paid TTS call: reserved (run budget, then the account's ledger), sent, settled, journaled."""
+        if self.fatal is not None:
+            raise _Stop("skipped", self._fatal_reason())
+        units = speech.units
+        refusal = await self.budget.reserve(units)
+        if refusal:
+            raise _Stop("skipped", f"{refusal} (its speech: {units:g} units of TTS, before the avatar)")
+        try:
+            attempt = self.journal.reserve_speech(self.name, digest, units)
+        except AccountBudgetExceeded as refusal_of_account:
+            await self.budget.settle(units, 0.0)
+            raise _Stop("skipped", f"budget: {refusal_of_account}") from None
+        try:
+            result = await self.provider.synthesize(speech)
+        except NOTHING_CREATED:
+            self.journal.settle_speech(self.name, digest, attempt, 0.0)
+            await self.budget.settle(units, 0.0)
+            raise
+        except ProviderError:
+            # Lost on the way back (no TTS lookup exists): the ledger keeps the call reserved, as spent
+            # for this run's budget; the next run synthesizes again (at most one call is lost).
+            await self.budget.settle(units, units)
+            raise
+        self.journal.record_speech(self.name, digest, result.audio_id, result.duration, result.url)
+        self.journal.settle_speech(self.name, digest, attempt, units)
+        await self._account(units, units)
+        self.emit(request, "speech", f"speech synthesized: {result.duration:.2f} s, audio id {result.audio_id} "
+                                     f"({units:g} units)")
+        return result
 
     def _note_fatal(self, error: ProviderError) -> None:
         if isinstance(error, AccountError) and self.fatal is None:
@@ -604,6 +712,8 @@ class _Run:
     async def _create(self, request: Request, job: Job, *, claim: bool) -> TaskState:
         if self.fatal is not None:
             raise _Stop("skipped", self._fatal_reason())
+        if request.speech:
+            request, job = await self._spoken(request, job)
         self.emit(request, "queued")
         async with self.slots:
             for _ in range(MAX_ATTEMPTS):
@@ -886,6 +996,8 @@ async def render(
             task.cancel()
         for voice_task in run.voice_tasks.values():
             voice_task.cancel()
+        for speech_task in run.speech_tasks.values():
+            speech_task.cancel()
         if heartbeat is not None:
             heartbeat.cancel()
             # A heartbeat that died (the database went away) says so through the calls below too.

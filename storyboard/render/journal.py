@@ -175,6 +175,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (provider, digest)
     );
     """,
+    # 6: speech made by Kling's TTS (kling-api-2.md §4), once per provider + digest of text, voice,
+    # language and speed (plan.speech): the audio id an avatar takes (valid 30 days from created_at),
+    # its length and URL; made again (a new row value, ``syntheses`` + 1) once the id is too old.
+    # Each TTS call is a ledger row in ``charges`` under the key 'speech:<digest>'.
+    """
+    CREATE TABLE speech (
+        provider TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        audio_id TEXT NOT NULL,
+        duration REAL NOT NULL,
+        url TEXT,
+        created_at REAL NOT NULL,
+        syntheses INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (provider, digest)
+    );
+    """,
 ]
 """Ordered schema steps, each a few statements separated by ``;``, in SQL both SQLite and PostgreSQL
 accept (``journal_postgres`` widens ``INTEGER``/``REAL`` and spells ``AUTOINCREMENT`` its way).
@@ -182,6 +198,23 @@ Append, never edit: a journal records the step it reached."""
 
 
 Verdict = Literal["approved", "rejected"]
+
+
+@dataclass(frozen=True)
+class SpeechRecord:
+    """Speech Kling's TTS made: the audio id to send (valid 30 days from ``created_at``), its length and URL."""
+
+    provider: str
+    digest: str
+    audio_id: str
+    duration: float
+    url: str | None
+    created_at: float
+    syntheses: int
+
+
+SPEECH_CHARGE_PREFIX = "speech:"
+"""Ledger key of a TTS call (``charges.key``): 'speech:<digest>', one attempt per call."""
 
 
 @dataclass(frozen=True)
@@ -570,6 +603,9 @@ class Journal:
 
     def _reserve(self, record: RequestRecord, units: float, now: float) -> None:
         """Ledger row for this attempt; refused (the transaction rolls back) when the cap cannot cover it."""
+        self._reserve_charge(record.provider, record.key, record.attempt, units, now)
+
+    def _reserve_charge(self, provider: str, key: str, attempt: int, units: float, now: float) -> None:
         day = _utc_day(now)
         limit = self.store.scalar("SELECT limit_units FROM account_budget WHERE scope='daily'" + self.store.for_update())
         if limit is not None:
@@ -581,7 +617,7 @@ class Journal:
                     "`storyboard journal budget --daily <units>` or wait until tomorrow")
         self._sql("INSERT INTO charges (provider, key, attempt, day, project, user_name, units, settled, at)"
                   " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (provider, key, attempt) DO NOTHING",
-                  (record.provider, record.key, record.attempt, day, self.project, self.user, units, now))
+                  (provider, key, attempt, day, self.project, self.user, units, now))
 
     def _settle(self, provider: str, key: str, units: float | None) -> None:
         """What Kling charged replaces the reservation of the row's current attempt (0 when nothing)."""
@@ -678,7 +714,7 @@ class Journal:
         if provider:
             query += " AND provider=?"
             args = (provider,)
-        return float(self.store.scalar(query, args))
+        return float(self.store.scalar(query, args)) + self.speech_units(provider)
 
     # ---- claims across machines -------------------------------------------------------------
 
@@ -821,6 +857,52 @@ class Journal:
                   " ON CONFLICT (provider, digest) DO UPDATE SET voice_id=excluded.voice_id,"
                   " created_at=excluded.created_at", (provider, digest, str(voice_id), self._clock()))
 
+    # ---- speech (TTS) ----------------------------------------------------------------------
+
+    def speech(self, provider: str, digest: str) -> SpeechRecord | None:
+        row = self._sql("SELECT * FROM speech WHERE provider=? AND digest=?", (provider, digest)).fetchone()
+        if row is None:
+            return None
+        data = dict(row)
+        return SpeechRecord(str(data["provider"]), str(data["digest"]), str(data["audio_id"]), float(data["duration"]),
+                            data["url"], float(data["created_at"]), int(data["syntheses"]))
+
+    def reserve_speech(self, provider: str, digest: str, units: float) -> int:
+        """Reserve one TTS call in the ledger (checked against the daily cap, ``AccountBudgetExceeded``);
+        returns its attempt number, which ``settle_speech`` settles once the call's outcome is known."""
+        key = SPEECH_CHARGE_PREFIX + digest
+        with self.store.transaction():
+            attempt = int(self.store.scalar("SELECT COALESCE(MAX(attempt), 0) + 1 FROM charges WHERE provider=? AND key=?",
+                                            (provider, key)))
+            self._reserve_charge(provider, key, attempt, units, self._clock())
+        return attempt
+
+    def settle_speech(self, provider: str, digest: str, attempt: int, units: float) -> None:
+        """What the TTS call cost (0 when it provably made nothing)."""
+        self._sql("UPDATE charges SET units=?, settled=1 WHERE provider=? AND key=? AND attempt=?",
+                  (float(units), provider, SPEECH_CHARGE_PREFIX + digest, attempt))
+
+    def record_speech(self, provider: str, digest: str, audio_id: str, duration: float, url: str | None) -> None:
+        """The speech TTS made (replacing an expired one of the same inputs), dated now: its id's 30 days start."""
+        self._sql("INSERT INTO speech (provider, digest, audio_id, duration, url, created_at, syntheses)"
+                  " VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (provider, digest) DO UPDATE SET"
+                  " audio_id=excluded.audio_id, duration=excluded.duration, url=excluded.url,"
+                  " created_at=excluded.created_at, syntheses=speech.syntheses + 1",
+                  (provider, digest, str(audio_id), float(duration), url, self._clock()))
+
+    def speech_age(self, record: SpeechRecord) -> float:
+        """Seconds since the speech was made (by the journal's clock): its audio id lives 30 days."""
+        return self._clock() - record.created_at
+
+    def speech_units(self, provider: str | None = None) -> float:
+        """Units settled for TTS calls (a call whose answer was lost stays reserved: unknown, not counted)."""
+        query = "SELECT COALESCE(SUM(units), 0) FROM charges WHERE key LIKE ? AND settled=1"
+        args: tuple = (SPEECH_CHARGE_PREFIX + "%",)
+        if provider:
+            query += " AND provider=?"
+            args = (*args, provider)
+        return float(self.store.scalar(query, args))
+
     # ---- runs -----------------------------------------------------------------------------
 
     def start_run(self, provider: str, storyboard: str) -> int:
@@ -874,6 +956,7 @@ class Journal:
                                                             "project": d.get("project") or self.project,
                                                             "user_name": d.get("user_name") or self.user})
             copied["elements"] = self._copy_rows(target, "elements", ("provider", "digest"), lambda d: d)
+            copied["speech"] = self._copy_rows(target, "speech", ("provider", "digest"), lambda d: d)
             copied["charges"] = self._copy_rows(target, "charges", ("provider", "key", "attempt"), lambda d: d)
             copied["charges"] = self._charges_for_old_rows(target, copied["charges"])
         return copied

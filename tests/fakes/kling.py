@@ -54,6 +54,15 @@ Decisions on the reference's open questions (all in one place so tests can rely 
   ``sound_file``; a base64 ``sound_file`` is decoded and its length probed with PyAV (2-300 s,
   at most 5 MB); a URL one is 5 s unless ``fake.reference_videos`` says otherwise. Billed per
   *started* second of audio (the reference leaves the rounding open; the planner prices the same).
+* Text-to-speech (``POST /v1/audio/tts``, kling-api-2.md §4): exactly ``text`` (1-1000 characters),
+  ``voice_id`` (one of ``PRESET_VOICES``: the reference names a "preset list" without its ids, so
+  the list is the fake's own), ``voice_language`` (zh|en, default zh) and ``voice_speed`` (a number
+  0.8-2.0 with one decimal, default 1.0); anything else is refused (1201). Synchronous, as the
+  reference infers: the create's ``task_result.audios[]`` holds ``{id, url, duration}``; 0.05 units
+  charged per call at once. The duration is computed from the text (``tts_seconds``: 2.6 words or
+  4.5 CJK characters per second at speed 1.0, 0.25 s per clause break, 0.3 s of lead). An avatar
+  takes ``audio_id`` only if this fake issued it within the last 30 days of ``fake.clock``, and bills
+  per started second of that audio.
 * Classic lip sync (``/v1/videos/lip-sync``, §5.2): ``{"input": {...}}`` plus the common
   ``external_task_id`` / ``callback_url`` (the reference shows only ``input``; every other video
   endpoint takes them). Billed 0.5 units per started 5 s of the source video (2-60 s); base64
@@ -129,6 +138,14 @@ ELEMENTS_FAMILY = "advanced-custom-elements"
 VOICES_FAMILY = "custom-voices"
 """Custom voices (kling-api.md §7.4, kling-api-2.md §3.2): a task per voice, 0.05 units each."""
 VOICE_FIELDS = frozenset({"voice_name", "voice_url", "video_id", "callback_url", "external_task_id"})
+TTS_PATH = "/v1/audio/tts"
+TTS_FIELDS = frozenset({"text", "voice_id", "voice_language", "voice_speed"})
+TTS_UNITS = "0.05"
+AUDIO_ID_LIFETIME = 30 * 86400
+"""Seconds a TTS audio id stays usable by the avatar (kling-api-2.md §4)."""
+PRESET_VOICES = frozenset({"uk_man2", "uk_boy1", "reader_en_m-v1", "commercial_lady_en_f-v1", "calm_story1",
+                           "genshin_vindi2", "zhinen_xuesheng", "ai_shatang", "ai_kaiya"})
+"""The fake account's preset voices (the reference documents the list's endpoint, not its ids)."""
 LOOKUP_CONVENTIONS = ("path", "list_filter", "flag")
 """Ways of finding a task by external id on the legacy API (kling-api-2.md §8)."""
 
@@ -441,6 +458,10 @@ class FakeKling:
         self.create_attempts = 0
         self.element_creates: collections.Counter[str] = collections.Counter()
         self.voice_creates: collections.Counter[str] = collections.Counter()
+        self.tts_calls = 0
+        """TTS calls that were accepted (each charged 0.05 units)."""
+        self.audios: dict[str, dict[str, Any]] = {}
+        """Audio id -> {duration, issued_at, text} of the speech this fake's TTS made."""
         self.polls: collections.Counter[str] = collections.Counter()
         self.downloads: collections.Counter[str] = collections.Counter()
         self.slow_downloads: collections.Counter[str] = collections.Counter()
@@ -598,7 +619,8 @@ class FakeKling:
         if self._is_cdn(host, path):
             return "download"
         if method == "POST" and (path.rstrip("/") in {f"/v1/videos/{f}" for f in VIDEO_FAMILIES}
-                                 or path.rstrip("/") in (f"/v1/general/{ELEMENTS_FAMILY}", f"/v1/general/{VOICES_FAMILY}")
+                                 or path.rstrip("/") in (f"/v1/general/{ELEMENTS_FAMILY}", f"/v1/general/{VOICES_FAMILY}",
+                                                         TTS_PATH)
                                  or self.standard.is_create_path(path)):
             return "create"
         if method == "GET":
@@ -676,6 +698,10 @@ class FakeKling:
                 if method == "POST":
                     return self._delete_element(self._json_body(request))
                 raise KlingError(1202, f"{method} is not supported on {path}")
+        if path == TTS_PATH:
+            if method == "POST":
+                return self._tts(self._json_body(request))
+            raise KlingError(1202, f"{method} is not supported on {path}")
         if self.standard.handles(path):
             return self.standard.route(request, path)
         raise KlingError(1203, f"{path} does not exist (not emulated by the fake)")
@@ -1028,6 +1054,43 @@ class FakeKling:
         self._store(task)
         self.voice_creates[external_id or ""] += 1
         return self._ok(self._create_data(task))
+
+    # ------------------------------------------------------------------ TTS
+
+    def _tts(self, body: dict[str, Any]) -> httpx.Response:
+        """``POST /v1/audio/tts``: speech made at once, its audio id valid 30 days; 0.05 units."""
+        unknown = sorted(set(body) - TTS_FIELDS)
+        if unknown:
+            raise _invalid(unknown[0], f"unknown field for {TTS_PATH}")
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _invalid("text", "required, a non-empty string")
+        if len(text) > 1000:
+            raise _invalid("text", f"at most 1000 characters, got {len(text)}")
+        voice = body.get("voice_id")
+        if not isinstance(voice, str) or not voice:
+            raise _invalid("voice_id", "required, a preset voice id")
+        if voice not in PRESET_VOICES:
+            raise _invalid("voice_id", f"Voice id not found: {voice}")
+        language = body.get("voice_language", "zh")
+        if language not in ("zh", "en"):
+            raise _invalid("voice_language", f"must be zh or en, got {language!r}")
+        speed = body.get("voice_speed", 1.0)
+        if not _is_number(speed) or not 0.8 <= speed <= 2.0:
+            raise _invalid("voice_speed", f"must be a number in [0.8, 2.0], got {speed!r}")
+        if Decimal(str(speed)) != Decimal(str(speed)).quantize(Decimal("0.1")):
+            raise _invalid("voice_speed", f"at most one decimal, got {speed!r}")
+        seconds = tts_seconds(text, float(speed))
+        now = self._now_ms()
+        audio_id = str(self._random.randrange(880_000_000_000_000_000, 890_000_000_000_000_000))
+        self.audios[audio_id] = {"duration": seconds, "issued_at": self.clock(), "text": text}
+        self.tts_calls += 1
+        self._charged_exact += Decimal(TTS_UNITS)
+        self.charged_units = float(self._charged_exact)
+        audio = {"id": audio_id, "url": f"{self.cdn_base_url.rstrip('/')}/audios/{audio_id}.mp3",
+                 "duration": _seconds_text(seconds)}
+        return self._ok({"task_id": self._new_task_id(), "task_status": "succeed", "task_status_msg": "",
+                         "task_result": {"audios": [audio]}, "created_at": now, "updated_at": now})
 
     def _element_task(self, element_id: int) -> FakeTask | None:
         return next((t for t in self.tasks.values() if t.element and t.element["element_id"] == element_id), None)
@@ -1621,7 +1684,12 @@ class FakeKling:
         if "audio_id" in body:
             if not isinstance(body["audio_id"], str) or not body["audio_id"]:
                 raise _invalid("audio_id", "must be a non-empty string")
-            seconds = 5.0
+            made = self.audios.get(body["audio_id"])
+            if made is None or self.clock() - made["issued_at"] > AUDIO_ID_LIFETIME:
+                raise _invalid("audio_id", f"audio {body['audio_id']} not found or expired (TTS audio is kept 30 days)")
+            seconds = float(made["duration"])
+            if not 2 <= seconds <= 300:
+                raise _invalid("audio_id", f"audio must be 2-300 s, got {seconds:.2f} s")
         else:
             seconds = self._audio(body["sound_file"], "sound_file", 300)
         self._text(body, "prompt")
@@ -1750,6 +1818,15 @@ def _audio_seconds(raw: bytes, where: str) -> float:
             return end
     except av.FFmpegError:
         raise _invalid(where, "does not decode to audio (mp3/wav/m4a/aac)") from None
+
+
+def tts_seconds(text: str, speed: float) -> float:
+    """The fake TTS's speech length: 2.6 words or 4.5 CJK characters a second at speed 1.0, 0.25 s per
+    clause break, 0.3 s of lead, to the millisecond (deterministic, so tests know the real bill)."""
+    cjk = len(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]", text))
+    words = len(re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|\d+", re.sub(r"[\u3400-\u4dbf\u4e00-\u9fff]", " ", text)))
+    breaks = len(re.findall(r"[.,!?;:。，！？；：、]+", text.rstrip(".。!！?？ \n")))
+    return round((words / 2.6 + cjk / 4.5) / speed + 0.25 * breaks + 0.3, 3)
 
 
 def _is_int(value: Any) -> bool:

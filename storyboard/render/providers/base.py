@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from storyboard.plan import ElementRegistration, Request, VoiceRegistration
+from storyboard.plan import ElementRegistration, Request, SpeechRequest, VoiceRegistration
 
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 
@@ -29,6 +29,8 @@ class Job:
     """Placeholder (``element://…``) -> registered Kling element_id."""
     urls: dict[str, str] = field(default_factory=dict)
     """Placeholder (``clip://<key>``) -> the URL the provider gave for that request's result (lip sync)."""
+    audio_ids: dict[str, str] = field(default_factory=dict)
+    """Placeholder (``speech://…``) -> the audio id TTS gave the speech (the body sends it as ``audio_id``)."""
 
     @property
     def external_task_id(self) -> str:
@@ -52,6 +54,17 @@ class TaskState:
     adopted: bool = False
     """The task existed before this run asked for it (an earlier render under the same external id,
     paid then): it is followed and downloaded, never paid again."""
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    """Speech a provider's TTS made: what a request sends (``audio_id``) and how long it lasts."""
+
+    audio_id: str
+    duration: float
+    url: str | None = None
+    path: Path | None = None
+    """A local file of the speech, when the provider made one (the preview); Kling keeps its own."""
 
 
 class Provider(Protocol):
@@ -85,6 +98,9 @@ class Provider(Protocol):
 
     async def register_voice(self, registration: VoiceRegistration) -> str:
         """Create the custom voice (once per account; the engine journals the id) and return its voice_id."""
+
+    async def synthesize(self, speech: SpeechRequest) -> SpeechResult:
+        """Make the speech with text-to-speech (paid per call on Kling; the engine journals the result)."""
 
     async def aclose(self) -> None:
         """Release connections."""

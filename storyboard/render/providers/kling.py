@@ -44,15 +44,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from storyboard.errors import (
+    Ambiguous,
     DownloadFailed,
     ExternalIdInUse,
     InternalError,
+    NeverArrived,
     ProviderError,
+    RateLimited,
     Rejected,
     TaskFailed,
 )
-from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, VoiceRegistration
-from storyboard.render.providers.base import Job, TaskState, TaskStatus
+from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, SpeechRequest, VoiceRegistration
+from storyboard.plan.speech import TTS_PATH, tts_body
+from storyboard.render.providers.base import Job, SpeechResult, TaskState, TaskStatus
 from storyboard.render.providers.kling_bodies import concrete_body
 from storyboard.render.providers.kling_http import (
     KlingAuth,
@@ -406,3 +410,49 @@ class KlingProvider(KlingHttp):
             await self._sleep(self.element_poll_interval)
         raise ProviderError(message=f"the voice {registration.voice} was not ready in time.",
                             money_spent=None, retryable=True, hint="run again later", details={"during": "voice"})
+
+    # ---- text-to-speech (kling-api-2.md §4) -------------------------------------------------------
+
+    async def synthesize(self, speech: SpeechRequest) -> SpeechResult:
+        """``POST /v1/audio/tts``: the speech's audio id, length and URL, from the create's own answer.
+
+        TTS is synchronous as documented (the create answers ``task_result.audios[]``) and has no
+        query path and no ``external_task_id``, so an answer lost on the way back cannot be looked
+        up: the call is re-sent only when it provably never arrived (connect error) or was refused
+        for rate (1302/1303); after an ambiguous outcome it raises ``Ambiguous`` and the next run
+        synthesizes again, so at most one 0.05-unit call is lost. Nothing is invented to find it.
+        All audio APIs are on ``/v1`` (there is no new-standard TTS), with either credential.
+        """
+        body = tts_body(speech.text, speech.voice_id, speech.language, speech.speed)
+        refusals = 0
+        while True:
+            try:
+                envelope = await self._exchange("POST", TTS_PATH, body=body, during="tts")
+                break
+            except (NeverArrived, RateLimited) as error:
+                refusals += 1
+                if refusals > self.max_create_refusals or (isinstance(error, RateLimited) and error.code == 5001):
+                    raise
+                await self._backoff(refusals - 1)
+            except Ambiguous as error:
+                raise Ambiguous(
+                    message=f"the TTS call got no clear answer ({error}); Kling documents no way to look a TTS "
+                            f"result up, so it may have cost {speech.units:g} units for speech that cannot be used.",
+                    money_spent=None, hint="run again: the speech is synthesized again", details={"during": "tts"},
+                ) from None
+        data = envelope.get("data") or {}
+        audios = (data.get("task_result") or {}).get("audios") or []
+        audio = audios[0] if audios and isinstance(audios[0], dict) else {}
+        if not audio.get("id"):
+            status = data.get("task_status") or "no status"
+            reason = self.scrub(str(data.get("task_status_msg") or ""))
+            raise Ambiguous(
+                message=f"Kling answered the TTS call without an audio ({status}{': ' + reason if reason else ''}); "
+                        "no TTS query path is documented, so it cannot be followed, and it may have cost "
+                        f"{speech.units:g} units.",
+                money_spent=None, hint="run again to synthesize it again; if it persists, try another voice_id",
+                details={"during": "tts"},
+            )
+        duration = _decimal(audio.get("duration"))
+        return SpeechResult(audio_id=str(audio["id"]), duration=duration if duration is not None else speech.high_seconds,
+                            url=audio.get("url") or None)

@@ -61,13 +61,15 @@ from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
     FRAME_SCHEME,
     IMAGE_SCHEME,
+    SPEECH_SCHEME,
     VOICE_SCHEME,
     ElementRegistration,
     Request,
     ShotSlice,
+    SpeechRequest,
     VoiceRegistration,
 )
-from storyboard.render.providers.base import Job, TaskState
+from storyboard.render.providers.base import Job, SpeechResult, TaskState
 from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
 from storyboard.workspace import Workspace
 
@@ -865,6 +867,16 @@ class PreviewProvider:
     async def register_voice(self, registration: VoiceRegistration) -> str:
         """A stable fake voice id from the voice's digest (preview needs no account and speaks no voice)."""
         return str(int(registration.placeholder.removeprefix(VOICE_SCHEME)[:15], 16) or 1)
+
+    async def synthesize(self, speech: SpeechRequest) -> SpeechResult:
+        """Free, local "TTS": a speech-like stand-in as long as the plan's estimate (``preview_kinds``),
+        cached in the preview's work folder by the speech's digest."""
+        from storyboard.render.providers.preview_kinds import synthesize_speech
+
+        digest = speech.placeholder.removeprefix(SPEECH_SCHEME)
+        path = self.work_dir / f"speech-{digest}-{RENDERER_VERSION}.wav"
+        seconds = await asyncio.to_thread(synthesize_speech, speech, path)
+        return SpeechResult(audio_id=f"preview-{digest[:16]}", duration=seconds, url=path.resolve().as_uri(), path=path)
 
     async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
         """A stable fake element id from the frontal image's digest (preview needs no account)."""

@@ -6,7 +6,9 @@ A plausible stand-in therefore uses the file itself:
 
 * motion control: the character image full frame, with the reference video inset in a corner for
   the request's seconds (its timing), keeping the video's sound when the request keeps it;
-* avatar: the portrait for the audio's length, with that audio;
+* avatar: the portrait for the audio's length, with that audio; an avatar from text speaks a
+  stand-in the preview "synthesizes" for free (``synthesize_speech``: a syllable-rate tone as
+  long as the plan's estimate of the speech);
 * lip sync: the source clip (a file, or the rendered clip of the shot it re-voices) with the new audio;
 * omni with a video: the video itself (an edit keeps its length; a reference is looped to the
   requested duration), with its sound when the request keeps it.
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from storyboard.errors import Rejected, TaskFailed
 from storyboard.media import ffmpeg_exe
-from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, IMAGE_SCHEME, VIDEO_SCHEME, Request
+from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, IMAGE_SCHEME, SPEECH_SCHEME, VIDEO_SCHEME, Request, SpeechRequest
 from storyboard.render.providers.base import Job
 
 Renderer = Callable[..., None]
@@ -87,7 +89,8 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
                         "[bg][inset]overlay=W-w-16:H-h-16")
         audio_input = 1 if request.sound else None
     elif request.family == "avatar/image2video":
-        portrait, speech = _input(job, IMAGE_SCHEME), _input(job, AUDIO_SCHEME)
+        spoken = SPEECH_SCHEME if "audio_id" in request.body else AUDIO_SCHEME  # text (TTS) or a file
+        portrait, speech = _input(job, IMAGE_SCHEME), _input(job, spoken)
         inputs += ["-loop", "1", "-i", str(portrait), "-i", str(speech)]
         video_filter = _fit(width, height, "[0:v]", fps)
         audio_input = 1
@@ -138,3 +141,45 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+SPEECH_SAMPLE_RATE = 24000
+SYLLABLES_PER_SECOND = 4.0
+"""The stand-in's rhythm: about the syllable rate of unhurried speech, so it reads as talking."""
+
+
+def synthesize_speech(speech: SpeechRequest, dest: Path) -> float:
+    """Write a speech-like stand-in for ``speech`` to ``dest`` (16-bit mono WAV); returns its seconds.
+
+    It lasts the plan's slow estimate (``high_seconds``), the length the request was priced and
+    laid out on, so the preview clip is as long as the plan said. Syllables are tone bursts with a
+    falling pitch and a pause at every fifth, their pitches drawn from the speech's digest, so the
+    same speech always sounds the same and a changed line sounds different. Written atomically.
+    """
+    import wave
+
+    import numpy as np
+
+    seconds = max(0.1, float(speech.high_seconds))
+    count = round(seconds * SPEECH_SAMPLE_RATE)
+    t = np.arange(count, dtype=np.float64) / SPEECH_SAMPLE_RATE
+    seed = int(speech.placeholder.removeprefix(SPEECH_SCHEME)[:8] or "0", 16)
+    rng = np.random.default_rng(seed)
+    syllable = np.floor(t * SYLLABLES_PER_SECOND).astype(np.int64)
+    pitches = 150.0 + 60.0 * rng.random(int(syllable.max(initial=0)) + 1)
+    phase_in = t * SYLLABLES_PER_SECOND - syllable  # 0..1 within each syllable
+    pitch = pitches[syllable] * (1.0 - 0.15 * phase_in)
+    envelope = np.sin(np.pi * phase_in) ** 2
+    envelope[syllable % 5 == 4] = 0.0  # a breath between words
+    phase = 2 * np.pi * np.cumsum(pitch) / SPEECH_SAMPLE_RATE
+    voice = np.sin(phase) + 0.4 * np.sin(2 * phase) + 0.2 * np.sin(3 * phase)
+    samples = (0.25 * envelope * voice / 1.6 * 32767).astype("<i2")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    with wave.open(str(temp), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SPEECH_SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    os.replace(temp, dest)
+    return count / SPEECH_SAMPLE_RATE
