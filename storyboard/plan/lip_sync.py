@@ -241,7 +241,7 @@ def _classic_input(build: KindBuild, spec: LipSync, where: tuple[Any, ...], vide
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def _advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...], video: str,
