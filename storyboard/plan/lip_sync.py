@@ -249,9 +249,8 @@ def _advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...], vide
     """§5.1 step 2: one ``face_choose`` entry; the session and face id are filled in at render time."""
     findings = build.findings
     face_entry: dict[str, Any] = {"face_id": face_placeholder(spec.face)}
-    if spec.audio is None:
-        body = {"session_id": face_session_placeholder(video), "face_choose": [face_entry]}
-        return body, None
+    if spec.audio is None:  # text with advanced: reported at its line
+        return {"session_id": face_session_placeholder(video), "face_choose": [face_entry]}, None
     heard = audio_seconds(findings, findings.at(*where, "audio"), spec.audio, LIP_SYNC_AUDIO)
     audio_ms = int(heard * 1000) if heard is not None else None  # floored: the end never passes the audio
     start_ms = _ms(spec.audio_start)
