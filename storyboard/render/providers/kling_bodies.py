@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from storyboard.errors import InternalError, Rejected
-from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, ELEMENT_SCHEME, FRAME_SCHEME, IMAGE_SCHEME, VIDEO_SCHEME
+from storyboard.plan import (
+    AUDIO_SCHEME,
+    CLIP_SCHEME,
+    ELEMENT_SCHEME,
+    FACE_SCHEME,
+    FRAME_SCHEME,
+    IMAGE_SCHEME,
+    VIDEO_SCHEME,
+)
 from storyboard.render.providers.base import Job
 
 
@@ -54,6 +62,10 @@ def concrete_body(job: Job, element_as: Callable[[int], Any]) -> dict[str, Any]:
                     "or render the source shot on Kling first; or use --provider preview",
                     details={"during": "create"},
                 )
+            if value.startswith(FACE_SCHEME):  # advanced lip sync: the face step's session and face id
+                if value not in job.urls:
+                    raise InternalError(f"request {job.request.id}: the face step did not fill {value}")
+                return job.urls[value]
             if value.startswith(ELEMENT_SCHEME):
                 if value not in job.elements:
                     raise InternalError(f"request {job.request.id}: element {value} is not registered")
