@@ -23,6 +23,13 @@ from tests.test_journal import (  # noqa: F401
     test_lifecycle_and_retry_attempt_ids,
     test_only_one_of_two_racing_reclaims_wins,
 )
+from tests.test_lip_sync import (  # noqa: F401
+    media,
+    project,
+    test_a_face_kling_does_not_find_fails_before_the_paid_create_saying_what_was_paid,
+    test_an_expired_face_session_is_identified_again_and_says_so,
+    test_every_form_renders_charged_exactly_its_price_and_a_second_run_pays_nothing,
+)
 
 # These delete ``.storyboard/`` to lose the journal; a shared journal does not live there (it keeps
 # every row, which is the point), so the "journal deleted" story does not apply to it.

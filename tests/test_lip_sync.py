@@ -28,7 +28,7 @@ from storyboard.render import engine
 from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from storyboard.render.providers.preview import PreviewProvider, preview_size
-from tests.fakes.kling import FakeKling
+from tests.fakes.kling import FakeKling, Fault
 
 URL = "https://cdn.example.test/clips/"
 
@@ -304,6 +304,7 @@ def test_a_face_kling_does_not_find_fails_before_the_paid_create_saying_what_was
     assert again.failed and fake.identify_calls == 1 and fake.charged_units == pytest.approx(0.05)
     with Journal.open(folder) as journal:
         assert journal.units_charged("kling") == pytest.approx(0.05)
+        assert journal.spent_today() == pytest.approx(0.05)  # the account's ledger sees face recognition too
 
 
 def test_an_expired_face_session_is_identified_again_and_says_so(project):
@@ -321,6 +322,17 @@ def test_an_expired_face_session_is_identified_again_and_says_so(project):
     assert fake.charged_units == pytest.approx(0.05 + 0.05 + 0.5)
     with Journal.open(folder) as journal:
         assert journal.units_charged("kling") == pytest.approx(fake.charged_units)
+
+
+def test_a_lost_advanced_create_is_found_by_its_external_id_and_not_paid_twice(project):
+    folder = project(ADVANCED_OF_FILE)
+    fake = FakeKling(polls_to_finish=1)
+    fake.inject(Fault("drop_after_create"))  # the task is made, the answer never arrives
+    result, plan = _render(fake, folder)
+    assert not result.failed, result.failed
+    (request,) = plan.requests
+    assert fake.creates[request.external_task_id] == 1 and fake.identify_calls == 1
+    assert fake.charged_units == pytest.approx(plan.units)
 
 
 def test_the_fake_refuses_what_the_reference_forbids(media):

@@ -867,12 +867,28 @@ class Journal:
 
     def record_face_session(self, provider: str, source: str, session_id: str, faces: list[dict[str, Any]],
                             units: float) -> None:
-        """Keep a paid identify-face answer; a newer one (the old session expired) replaces it, its units add up."""
+        """Keep a paid identify-face answer; a newer one (the old session expired) replaces it, its units add up.
+
+        The charge also goes into the account's ledger (``charges``, settled, under the key
+        ``face:<source>``, one attempt per call), so the day's spending and cap see it.
+        """
+        with self.store.transaction():
+            now = self._clock()
+            ledger_key = f"face:{source}"
+            calls = int(self.store.scalar("SELECT COUNT(*) FROM charges WHERE provider=? AND key=?",
+                                          (provider, ledger_key)))
+            self._sql("INSERT INTO charges (provider, key, attempt, day, project, user_name, units, settled, at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                      (provider, ledger_key, calls + 1, _utc_day(now), self.project, self.user, float(units), now))
+            self._record_face_session(provider, source, session_id, faces, units, now)
+
+    def _record_face_session(self, provider: str, source: str, session_id: str, faces: list[dict[str, Any]],
+                             units: float, now: float) -> None:
         self._sql("INSERT INTO face_sessions (provider, source, session_id, faces, units, created_at)"
                   " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, source) DO UPDATE SET"
                   " session_id=excluded.session_id, faces=excluded.faces,"
                   " units=face_sessions.units + excluded.units, created_at=excluded.created_at",
-                  (provider, source, session_id, json.dumps(faces, sort_keys=True), float(units), self._clock()))
+                  (provider, source, session_id, json.dumps(faces, sort_keys=True), float(units), now))
 
     # ---- runs -----------------------------------------------------------------------------
 
