@@ -300,6 +300,8 @@ def test_a_face_kling_does_not_find_fails_before_the_paid_create_saying_what_was
     ((_, reason),) = result.failed
     assert words in reason and "0.05 units" in reason and "not sent" in reason, reason
     assert fake.create_attempts == 0 and fake.charged_units == pytest.approx(0.05)
+    ((request, decision, units),) = engine.preview_plan(_plan, folder, "kling")
+    assert decision == "create" and units == pytest.approx(request.units - 0.05)  # the quote: face step paid
     again, _ = _render(fake, folder)  # the answer is journaled: face recognition is not paid again
     assert again.failed and fake.identify_calls == 1 and fake.charged_units == pytest.approx(0.05)
     with Journal.open(folder) as journal:

@@ -210,13 +210,16 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
     the units this run may newly spend on it. Reads the journal without creating one."""
     project_dir = Path(project_dir)
     records: dict[str, RequestRecord] = {}
+    faces_paid: set[str] = set()
     if journal_exists(project_dir):
         with Journal.open(project_dir) as journal:
             records = {r.key: r for r in journal.records(provider_name)}
+            faces_paid = {request.key for request in plan.requests if request.face is not None
+                          and journal.face_session(provider_name, face_source_key(request.face.source)) is not None}
     free = is_free(provider_name)
     rows: list[tuple[Request, Decision, float]] = []
     for request in plan.requests:
-        units = 0.0 if free else request.units
+        units = 0.0 if free else _create_units(request) if request.key in faces_paid else request.units
         clip = clip_path(project_dir, provider_name, request.key)
         record = records.get(request.key)
         reported = record.reported_duration if record else None
@@ -657,16 +660,16 @@ class _Run:
             upstream = source.removeprefix(CLIP_SCHEME)
             record = self.journal.get(self.name, upstream)
             if record is not None and record.video_id:
-                return f"clip:{upstream}", {"video_id": record.video_id}
+                return face_source_key(source), {"video_id": record.video_id}
             if record is not None and record.video_url:  # rendered before video ids were journaled
-                return f"clip:{upstream}", {"video_url": record.video_url}
+                return face_source_key(source), {"video_url": record.video_url}
             raise _Stop("failed", f"the journal has neither Kling's video id nor URL of {self._id_of(upstream)}'s clip, "
                                   "so its faces cannot be identified; nothing was sent: render that shot on Kling, "
                                   "then run again")
         if source.startswith(VIDEO_SCHEME):
             raise _Stop("failed", "the lip sync's video has no url: Kling identifies faces in videos it can fetch by "
                                   "URL only; nothing was sent: add url: beside the video in the storyboard")
-        return f"url:{source}", {"video_url": source}
+        return face_source_key(source), {"video_url": source}
 
     async def _identify_face(self, request: Request, source_key: str, source: dict[str, str],
                              units: float) -> tuple[str, list[dict[str, object]]]:
@@ -859,6 +862,14 @@ class _Run:
         units = record.units if record and record.units is not None else request.units
         by = " by an earlier render" if record and record.adopted else ""
         return f"it is paid for{by} ({units:g} units, ${units * UNIT_PRICE_USD:.2f})"
+
+
+def face_source_key(source: str) -> str:
+    """The journal's key of a face step's source: a rendered clip by its request key (its video id
+    comes from that request's row), a file by its URL."""
+    if source.startswith(CLIP_SCHEME):
+        return "clip:" + source.removeprefix(CLIP_SCHEME)
+    return "url:" + source
 
 
 def _create_units(request: Request) -> float:
