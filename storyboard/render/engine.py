@@ -624,11 +624,12 @@ class _Run:
         step = request.face
         if step is None or self.free:
             return job
-        source_key, source = self._face_source(request, step.source)
+        source_key = face_source_key(step.source)
         known = None if again else self.journal.face_session(self.name, source_key)
         if known is not None:
             session_id, faces = known.session_id, known.faces
         else:
+            source = self._face_source(step.source)
             session_id, faces = await self._identify_face(request, source_key, source, step.units)
         paid = self.journal.face_session(self.name, source_key)
         paid_units = paid.units if paid is not None else step.units
@@ -654,22 +655,22 @@ class _Run:
         return Job(request=job.request, project_dir=job.project_dir, images=job.images, elements=job.elements,
                    urls=urls)
 
-    def _face_source(self, request: Request, source: str) -> tuple[str, dict[str, str]]:
-        """The journal's key of a face step's source and the identify-face body naming it."""
+    def _face_source(self, source: str) -> dict[str, str]:
+        """The identify-face body naming a face step's source: a rendered clip's Kling video id, else a URL."""
         if source.startswith(CLIP_SCHEME):
             upstream = source.removeprefix(CLIP_SCHEME)
             record = self.journal.get(self.name, upstream)
             if record is not None and record.video_id:
-                return face_source_key(source), {"video_id": record.video_id}
+                return {"video_id": record.video_id}
             if record is not None and record.video_url:  # rendered before video ids were journaled
-                return face_source_key(source), {"video_url": record.video_url}
+                return {"video_url": record.video_url}
             raise _Stop("failed", f"the journal has neither Kling's video id nor URL of {self._id_of(upstream)}'s clip, "
                                   "so its faces cannot be identified; nothing was sent: render that shot on Kling, "
                                   "then run again")
         if source.startswith(VIDEO_SCHEME):
             raise _Stop("failed", "the lip sync's video has no url: Kling identifies faces in videos it can fetch by "
                                   "URL only; nothing was sent: add url: beside the video in the storyboard")
-        return face_source_key(source), {"video_url": source}
+        return {"video_url": source}
 
     async def _identify_face(self, request: Request, source_key: str, source: dict[str, str],
                              units: float) -> tuple[str, list[dict[str, object]]]:
