@@ -50,7 +50,7 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def project(make_project):
+def avatar_project(make_project):
     def make(shots: str = SPOKEN, header: str = HEADER) -> Path:
         return make_project(header + "shots:\n" + shots, images={"refs/hero.png": (720, 720)})
 
@@ -109,8 +109,8 @@ def _avatar_tasks(fake: FakeKling) -> list:
 # ---- the plan: exact body, price on the estimate, limits at their line ------------------------------------
 
 
-def test_the_plan_names_the_speech_by_its_inputs_and_prices_the_slow_reading_plus_tts(project):
-    folder = project()
+def test_the_plan_names_the_speech_by_its_inputs_and_prices_the_slow_reading_plus_tts(avatar_project):
+    folder = avatar_project()
     (request,) = planner.plan(load(folder)).requests
     digest = speech_digest(LINE, "uk_man2", "en", 1.0)
     assert request.endpoint == "/v1/videos/avatar/image2video"
@@ -137,11 +137,11 @@ def test_the_estimate_follows_language_and_speed():
     assert estimate_seconds("Call 5550123 now.", "en", 1.0).high == (2 + 7) / 2.0 + 0.5  # digits read one by one
 
 
-def test_pro_mode_and_chinese_change_the_rate_and_the_estimate(project):
+def test_pro_mode_and_chinese_change_the_rate_and_the_estimate(avatar_project):
     line = "欢迎登上飞船。今天我们飞向月球，你也一起来。"
     shots = (SPOKEN.replace(LINE, line).replace("voice_id: uk_man2", "voice_id: zhinen_xuesheng\n      language: zh")
              .replace("    prompt:", "    mode: pro\n    prompt:"))
-    (request,) = planner.plan(load(project(shots))).requests
+    (request,) = planner.plan(load(avatar_project(shots))).requests
     high = estimate_seconds(line, "zh", 1.0).high
     assert request.units == pytest.approx(0.8 * math.ceil(high) + 0.05)
     assert request.speech[0].language == "zh"
@@ -170,33 +170,33 @@ def _problems(folder: Path) -> list[str]:
         (lambda s: s.replace("duration: 3", "duration: 12"), 8, "shots[0].duration", "shorten the shot's duration"),
     ],
 )
-def test_each_limit_is_refused_at_its_line(project, change, line, path, words):
-    found = _problems(project(change(SPOKEN)))
+def test_each_limit_is_refused_at_its_line(avatar_project, change, line, path, words):
+    found = _problems(avatar_project(change(SPOKEN)))
     assert any(p.startswith(f"error|{line}|{path}|") and words in p for p in found), found
 
 
-def test_a_duration_the_speech_may_not_fill_is_advised_and_one_it_fills_is_not(project):
-    advised = _problems(project(SPOKEN.replace("duration: 3", "duration: 6")))
+def test_a_duration_the_speech_may_not_fill_is_advised_and_one_it_fills_is_not(avatar_project):
+    advised = _problems(avatar_project(SPOKEN.replace("duration: 3", "duration: 6")))
     assert any(p.startswith("advisory|8|shots[0].duration|") and "holds the clip's last frame" in p for p in advised)
-    assert not [p for p in _problems(project()) if "duration" in p]
+    assert not [p for p in _problems(avatar_project()) if "duration" in p]
 
 
-def test_a_custom_voice_of_the_storyboard_is_refused_for_tts(project):
+def test_a_custom_voice_of_the_storyboard_is_refused_for_tts(avatar_project):
     header = HEADER + "voices:\n  narrator: {url: https://cdn.example.test/narrator.mp3}\n"
-    found = _problems(project(SPOKEN.replace("voice_id: uk_man2", "voice_id: narrator"), header))
+    found = _problems(avatar_project(SPOKEN.replace("voice_id: uk_man2", "voice_id: narrator"), header))
     assert any(p.startswith("error|15|shots[0].avatar.voice_id|") and "preset voices only" in p for p in found), found
 
 
-def test_a_text_that_may_be_under_two_seconds_is_advised(project):
-    found = _problems(project(SPOKEN.replace(LINE, "Hello there, friends.").replace("duration: 3", "duration: 1")))
+def test_a_text_that_may_be_under_two_seconds_is_advised(avatar_project):
+    found = _problems(avatar_project(SPOKEN.replace(LINE, "Hello there, friends.").replace("duration: 3", "duration: 1")))
     assert any(p.startswith("advisory|12|shots[0].avatar.text|") and "may take under 2 s" in p for p in found), found
 
 
 # ---- rendering on the strict fake: exact bodies, real charges, journal, reruns ---------------------------
 
 
-def test_tts_then_avatar_bodies_are_exact_and_the_real_charge_is_journaled(project):
-    folder = project()
+def test_tts_then_avatar_bodies_are_exact_and_the_real_charge_is_journaled(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     (request,) = plan.requests
     fake = FakeKling(polls_to_finish=1)
@@ -225,8 +225,8 @@ def test_tts_then_avatar_bodies_are_exact_and_the_real_charge_is_journaled(proje
     assert probe(engine.clip_path(folder, "kling", request.key)).duration == pytest.approx(real, abs=0.1)
 
 
-def test_a_second_run_synthesizes_and_creates_nothing(project):
-    folder = project()
+def test_a_second_run_synthesizes_and_creates_nothing(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     fake = FakeKling(polls_to_finish=1)
     _render(fake, plan, folder)
@@ -236,8 +236,8 @@ def test_a_second_run_synthesizes_and_creates_nothing(project):
     assert fake.charged_units == charged and again.units_spent == 0
 
 
-def test_a_failed_avatar_is_created_again_with_the_same_speech(project):
-    folder = project()
+def test_a_failed_avatar_is_created_again_with_the_same_speech(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     fake = FakeKling(polls_to_finish=1)
     fake.script("calm, small nods", fail="Failure to pass the risk control system", times=1)
@@ -249,8 +249,8 @@ def test_a_failed_avatar_is_created_again_with_the_same_speech(project):
     assert [t.body["audio_id"] for t in _avatar_tasks(fake)] == [audio_id, audio_id]
 
 
-def test_an_audio_id_past_the_reuse_window_is_made_again_and_a_finished_clip_is_not_rerendered(project):
-    folder = project()
+def test_an_audio_id_past_the_reuse_window_is_made_again_and_a_finished_clip_is_not_rerendered(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     (request,) = plan.requests
     clock = Clock()
@@ -277,8 +277,8 @@ def test_an_audio_id_past_the_reuse_window_is_made_again_and_a_finished_clip_is_
     assert later.reused == [request.id] and fake.tts_calls == 2 and fake.charged_units == charged
 
 
-def test_a_lost_tts_answer_loses_at_most_one_call_and_the_next_run_makes_it_again(project):
-    folder = project()
+def test_a_lost_tts_answer_loses_at_most_one_call_and_the_next_run_makes_it_again(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     fake = FakeKling(polls_to_finish=1)
     fake.inject(Fault("drop_after_create", on="create"))  # the first create is the TTS call
@@ -294,8 +294,8 @@ def test_a_lost_tts_answer_loses_at_most_one_call_and_the_next_run_makes_it_agai
     assert fake.charged_units == pytest.approx(0.1 + 0.4 * math.ceil(tts_seconds(LINE, 1.0)))
 
 
-def test_the_avatar_is_reserved_at_the_real_length_and_not_sent_over_the_budget(project):
-    folder = project()
+def test_the_avatar_is_reserved_at_the_real_length_and_not_sent_over_the_budget(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     real_units = 0.4 * math.ceil(tts_seconds(LINE, 1.0))
     fake = FakeKling(polls_to_finish=1)
@@ -305,8 +305,8 @@ def test_the_avatar_is_reserved_at_the_real_length_and_not_sent_over_the_budget(
     assert enough.done and fake.tts_calls == 1 and enough.units_spent == pytest.approx(real_units)
 
 
-def test_a_speech_outside_two_to_three_hundred_seconds_is_not_sent_to_the_avatar(project):
-    folder = project(SPOKEN.replace(LINE, "Hello there, friends.").replace("duration: 3", "duration: 1"))
+def test_a_speech_outside_two_to_three_hundred_seconds_is_not_sent_to_the_avatar(avatar_project):
+    folder = avatar_project(SPOKEN.replace(LINE, "Hello there, friends.").replace("duration: 3", "duration: 1"))
     plan = planner.plan(load(folder))
     fake = FakeKling(polls_to_finish=1)
     result = _render(fake, plan, folder)
@@ -317,8 +317,8 @@ def test_a_speech_outside_two_to_three_hundred_seconds_is_not_sent_to_the_avatar
 # ---- the preview: free stand-in speech of the estimated length ---------------------------------------------
 
 
-def test_the_preview_of_a_text_avatar_speaks_for_the_estimated_length(project):
-    folder = project()
+def test_the_preview_of_a_text_avatar_speaks_for_the_estimated_length(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     (request,) = plan.requests
 
@@ -375,8 +375,8 @@ def test_the_fake_tts_refuses_what_the_reference_forbids_and_charges_each_call(t
     assert expired["code"] == 1201 and "expired" in expired["message"]
 
 
-def test_journal_migrate_copies_the_speech_once(project, tmp_path):
-    folder = project()
+def test_journal_migrate_copies_the_speech_once(avatar_project, tmp_path):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     _render(FakeKling(polls_to_finish=1), plan, folder)
     digest = speech_digest(LINE, "uk_man2", "en", 1.0)
@@ -386,8 +386,8 @@ def test_journal_migrate_copies_the_speech_once(project, tmp_path):
         assert target.speech("kling", digest) == source.speech("kling", digest)
 
 
-def test_the_quote_counts_the_tts_call_only_while_no_young_speech_is_journaled(project):
-    folder = project()
+def test_the_quote_counts_the_tts_call_only_while_no_young_speech_is_journaled(avatar_project):
+    folder = avatar_project()
     plan = planner.plan(load(folder))
     (request,) = plan.requests
     assert engine.preview_plan(plan, folder, "kling") == [(request, "create", request.units)]
@@ -398,20 +398,20 @@ def test_the_quote_counts_the_tts_call_only_while_no_young_speech_is_journaled(p
     assert row[1] == "create" and row[2] == pytest.approx(request.units - 0.05)
 
 
-def test_validate_names_file_line_column_and_the_fix_without_a_traceback(project):
+def test_validate_names_file_line_column_and_the_fix_without_a_traceback(avatar_project):
     from typer.testing import CliRunner
 
     from storyboard.cli import _register_commands, app
 
     _register_commands()
-    folder = project(SPOKEN.replace(LINE, "Hi.") + "      speed: 1.25\n")
+    folder = avatar_project(SPOKEN.replace(LINE, "Hi.") + "      speed: 1.25\n")
     result = CliRunner().invoke(app, ["validate", str(folder)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "storyboard.yaml:14:14: shots[0].avatar.speed: " in result.output and "e.g. 1.2" in result.output
 
 
-def test_speech_shorter_than_the_shot_is_said_at_render_time(project):
-    folder = project(SPOKEN.replace("duration: 3", "duration: 7.9"))
+def test_speech_shorter_than_the_shot_is_said_at_render_time(avatar_project):
+    folder = avatar_project(SPOKEN.replace("duration: 3", "duration: 7.9"))
     plan = planner.plan(load(folder))
     result = _render(FakeKling(polls_to_finish=1), plan, folder)
     real = tts_seconds(LINE, 1.0)

@@ -14,7 +14,7 @@ import pytest
 
 from storyboard.render.journal import JOURNAL_URL_VARIABLE, Journal
 from tests.test_avatar_speech import (  # noqa: F401
-    project,
+    avatar_project,
     test_a_lost_tts_answer_loses_at_most_one_call_and_the_next_run_makes_it_again,
     test_an_audio_id_past_the_reuse_window_is_made_again_and_a_finished_clip_is_not_rerendered,
     test_tts_then_avatar_bodies_are_exact_and_the_real_charge_is_journaled,
@@ -28,6 +28,13 @@ from tests.test_journal import (  # noqa: F401
     test_elements_and_runs,
     test_lifecycle_and_retry_attempt_ids,
     test_only_one_of_two_racing_reclaims_wins,
+)
+from tests.test_lip_sync import (  # noqa: F401
+    media,
+    project,
+    test_a_face_kling_does_not_find_fails_before_the_paid_create_saying_what_was_paid,
+    test_an_expired_face_session_is_identified_again_and_says_so,
+    test_every_form_renders_charged_exactly_its_price_and_a_second_run_pays_nothing,
 )
 
 # These delete ``.storyboard/`` to lose the journal; a shared journal does not live there (it keeps

@@ -431,14 +431,45 @@ class Avatar(Strict):
 
 
 class LipSync(Strict):
-    """A lip-sync shot: the mouth of a rendered shot (or of a video file) re-driven by an audio file."""
+    """A lip-sync shot: the mouth of a rendered shot (or of a video file) re-driven by speech.
+
+    The speech is an audio file (``audio``) or a text Kling speaks in one of its voices (``text`` +
+    ``voice_id``, classic only). ``method`` picks Kling's endpoint (kling-api-2.md §5): ``classic``
+    (``/v1/videos/lip-sync``, the whole clip, verified by a paid live run) or ``advanced``
+    (identify-face then ``/v1/videos/advanced-lip-sync``: one chosen face, a crop of the audio
+    inserted at a point of the clip, volumes; documented 2026-09, 0.05 units more for the face step).
+    """
 
     shot: str | None = Field(None, description="Id of an earlier shot whose clip is lip-synced (its whole clip).")
     video: str | None = Field(
         None, description="Or a video file (path): mp4 or mov, 2-60 s, at most 100 MB, 720p or 1080p."
     )
     url: str | None = Field(None, pattern=r"^https?://", description=_VIDEO_URL)
-    audio: str = Field(description="The new speech (path): mp3, wav, m4a or aac, 2-60 s, at most 5 MB.")
+    audio: str | None = Field(
+        None, description="The new speech (path): mp3, wav, m4a or aac, 2-60 s, at most 5 MB. Or give text."
+    )
+    text: str | None = Field(
+        None, description="Or the words Kling speaks in voice_id (classic only; a reseller says at most 120 "
+        "characters, unverified: validate advises above it)."
+    )
+    voice_id: str | None = Field(None, description="With text: the Kling lip-sync voice that speaks it.")
+    language: Literal["en", "zh"] = Field("en", description="With text: the voice's language (voice_language).")
+    speed: float = Field(1.0, description="With text: speaking speed, at most 2.0 (Kling's TTS takes 0.8-2.0).")
+    method: Literal["classic", "advanced"] = Field(
+        "classic", description="classic (default: verified by a paid live run, no face step, lip-syncs the whole "
+        "clip) or advanced (identify-face first, 0.05 units more; one face, an audio crop inserted at insert_at)."
+    )
+    face: int = Field(1, ge=1, description="advanced: which face speaks, 1-based in Kling's face list (by start time).")
+    audio_start: float = Field(0, ge=0, description="advanced: seconds into the audio where the crop starts.")
+    audio_end: float | None = Field(
+        None, gt=0, description="advanced: seconds into the audio where the crop ends (default: its end); "
+        "the crop lasts at least 2 s."
+    )
+    insert_at: float = Field(0, ge=0, description="advanced: seconds into the video where the cropped audio starts.")
+    volume: float | None = Field(None, ge=0, le=2, description="advanced: the new speech's volume, 0-2 (Kling: 1).")
+    original_volume: float | None = Field(
+        None, ge=0, le=2, description="advanced: the clip's own sound's volume, 0-2 (Kling: 1)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> LipSync:

@@ -20,6 +20,7 @@ MULTI_IMAGE = "multi-image2video"
 MOTION_CONTROL = "motion-control"
 AVATAR = "avatar/image2video"
 LIP_SYNC = "lip-sync"
+ADVANCED_LIP_SYNC = "advanced-lip-sync"
 
 ENDPOINTS = {
     TEXT2VIDEO: "/v1/videos/text2video",
@@ -29,6 +30,7 @@ ENDPOINTS = {
     MOTION_CONTROL: "/v1/videos/motion-control",
     AVATAR: "/v1/videos/avatar/image2video",
     LIP_SYNC: "/v1/videos/lip-sync",
+    ADVANCED_LIP_SYNC: "/v1/videos/advanced-lip-sync",
 }
 """Create path of each request family (kling-api.md §4)."""
 
@@ -40,6 +42,7 @@ FAMILY_WORDS = {
     MOTION_CONTROL: "motion control",
     AVATAR: "avatar",
     LIP_SYNC: "lip sync",
+    ADVANCED_LIP_SYNC: "advanced lip sync",
 }
 
 MULTI_SHOT_MAX_SHOTS = 6
@@ -282,6 +285,10 @@ KIND_OUTPUT_SLACK = 0.05
 """Seconds a shot may keep beyond its input's probed length (frame rounding of the input file)."""
 LIP_SYNC_BLOCK_SECONDS = 5
 """Lip sync is billed per started 5 s of video (§5.2)."""
+ADVANCED_LIP_SYNC_MODEL = "kling-advanced-lip-sync"
+"""The plan's name for Kling's advanced lip sync (§5.1); the body has no model field."""
+FACE_RECOGNITION_UNITS = "0.05"
+"""Units per identify-face call, the advanced lip sync's first step (kling-api.md §11 "face recognition")."""
 
 KIND_RATES: dict[tuple[str, str], dict[str, str]] = {
     # (family, model) -> mode -> units: per rounded output second (motion control, §1.3), per
@@ -290,6 +297,9 @@ KIND_RATES: dict[tuple[str, str], dict[str, str]] = {
     (MOTION_CONTROL, "kling-v2-6"): {"std": "0.5", "pro": "0.8"},
     (AVATAR, AVATAR_MODEL): {"std": "0.4", "pro": "0.8"},
     (LIP_SYNC, LIP_SYNC_MODEL): {"std": "0.5"},
+    # the reference lists no price of its own for advanced lip sync: assumed equal to the classic
+    # one (0.5 per started 5 s), unverified; its face step adds FACE_RECOGNITION_UNITS
+    (ADVANCED_LIP_SYNC, ADVANCED_LIP_SYNC_MODEL): {"std": "0.5"},
 }
 
 # --- prices -------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ Placeholders (resolved just before sending, like ``image://``):
 * ``video://sha256/<hex>``: a project video without a ``url:``. Kling takes input videos by URL
   only, so the Kling client refuses such a request before sending; the preview renders it;
 * ``clip://<request key>``: the clip of another request of the plan (lip sync of a rendered
-  shot), sent as the URL Kling gave for it.
+  shot), sent as the URL Kling gave for it (or its video id to an advanced lip sync's face step).
+
+Lip sync (classic and advanced, audio or text) lives in ``plan.lip_sync``, built on the helpers here.
 
 ``Request.media`` maps each audio/video placeholder to its project-relative path.
 """
@@ -31,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyboard.errors import Location
-from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, VIDEO_SCHEME, Request, ShotSlice, SpeechRequest
+from storyboard.plan import AUDIO_SCHEME, VIDEO_SCHEME, FaceStep, Request, ShotSlice, SpeechRequest
 from storyboard.plan import capabilities as caps
-from storyboard.plan.capabilities import AVATAR, LIP_SYNC, MOTION_CONTROL, OMNI
+from storyboard.plan.capabilities import AVATAR, MOTION_CONTROL, OMNI
 from storyboard.plan.pricing import content_key, external_task_id, kind_price, total_units, usd
 from storyboard.plan.rules import Findings, check_text, seconds_text
 from storyboard.plan.speech import TTS_UNITS, estimate_seconds, speech_placeholder
@@ -335,6 +337,8 @@ class KindRequest:
     height: int
     fps: int
     api: str = "legacy"
+    face: FaceStep | None = None
+    """The paid identify-face step an advanced lip sync needs before its create (``plan.lip_sync``)."""
 
 
 def check_kind_shot(findings: Findings, shot: ResolvedShot) -> None:
@@ -360,22 +364,10 @@ def check_kind_shot(findings: Findings, shot: ResolvedShot) -> None:
             findings.advise(findings.at("shots", shot.index, "sound"),
                             "an avatar's sound is its audio file: sound is ignored")
     else:
+        from storyboard.plan.lip_sync import check_lip_sync_shot  # late: lip_sync builds on this module
+
         _check_not_taken(findings, shot, kind, ("prompt", "subject", "action", "camera", "mood"))
-        assert spec.lip_sync is not None
-        source = spec.lip_sync.shot
-        if source is not None:
-            ids = [s.id for s in findings.board.shots]
-            index = ids.index(source) if source in ids else None
-            if index is None:
-                findings.error(findings.at("shots", shot.index, "lip_sync", "shot"),
-                               f"lip_sync names shot {source!r}, which does not exist: use the id of an earlier shot")
-            elif index >= shot.index:
-                findings.error(findings.at("shots", shot.index, "lip_sync", "shot"),
-                               f"lip_sync names shot {source}, which comes at or after shot {shot.id}: "
-                               "a lip sync re-voices the clip of an earlier shot")
-            elif findings.board.shots[index].lip_sync is not None:
-                findings.error(findings.at("shots", shot.index, "lip_sync", "shot"),
-                               f"shot {source} is itself a lip sync: lip-sync its source once, with one audio file")
+        check_lip_sync_shot(findings, shot)
 
 
 def build_kind_request(build: KindBuild) -> Request:
@@ -385,7 +377,9 @@ def build_kind_request(build: KindBuild) -> Request:
         build.findings.advise(build.findings.where(build.shot, "api"),
                               f"{KIND_WORDS[kind]} exists only on Kling's /v1 paths (kling-api-2.md §4, §5): "
                               "this shot goes there whatever api says")
-    made = {"motion_control": _motion_control, "avatar": _avatar, "lip_sync": _lip_sync}[kind or ""](build)
+    from storyboard.plan.lip_sync import lip_sync_request  # late: lip_sync builds on this module
+
+    made = {"motion_control": _motion_control, "avatar": _avatar, "lip_sync": lip_sync_request}[kind or ""](build)
     shot = build.shot
     check_text(build.findings, build.findings.at("shots", shot.index), f"shot {shot.id}'s request", build.prompt)
     cost = kind_price(made.family, made.model, made.mode, made.billed)
@@ -418,6 +412,7 @@ def build_kind_request(build: KindBuild) -> Request:
         units=units,
         usd=usd(units),
         notes=build.notes,
+        face=made.face,
     )
 
 
@@ -633,58 +628,6 @@ def _spoken_avatar(build: KindBuild) -> KindRequest:
     width, height = _output_size(shot.mode, ratio)
     return KindRequest(AVATAR, caps.ENDPOINTS[AVATAR], caps.AVATAR_MODEL, shot.mode, body, billed, billed, True,
                        ratio, width, height, 24)
-
-
-def _lip_sync(build: KindBuild) -> KindRequest:
-    """§5.2: ``POST /v1/videos/lip-sync`` (``input{mode: audio2video}``); 0.5 units per started 5 s."""
-    findings, shot = build.findings, build.shot
-    spec = shot.spec.lip_sync
-    assert spec is not None
-    where = ("shots", shot.index, "lip_sync")
-    heard = audio_seconds(findings, findings.at(*where, "audio"), spec.audio, LIP_SYNC_AUDIO)
-    body_input: dict[str, Any] = {"mode": "audio2video"}
-    if spec.shot is not None:
-        ids = [s.id for s in findings.board.shots]
-        index = ids.index(spec.shot) if spec.shot in ids else -1
-        upstream = build.request_of_shot.get(index)
-        if upstream is None:
-            length, ratio, width, height, fps = 5.0, "16:9", 1280, 720, 24
-            body_input["video_url"] = CLIP_SCHEME + "unknown"
-        else:
-            length = float(upstream.duration)
-            ratio, width, height, fps = upstream.aspect_ratio, upstream.width, upstream.height, upstream.fps
-            body_input["video_url"] = CLIP_SCHEME + upstream.key
-            build.depends_on.append(upstream.key)
-            build.notes.append(f"lip sync of {upstream.id}'s clip: waits for it, then sends the URL Kling gave for it")
-            if not 2 <= length <= 60:
-                findings.error(findings.at(*where, "shot"),
-                               f"shot {spec.shot}'s clip lasts {length:g} s: Kling lip-syncs 2-60 s videos")
-    else:
-        assert spec.video is not None
-        facts = video_facts(findings, findings.at(*where, "video"), spec.video, LIP_SYNC_VIDEO)
-        length = facts.duration if facts else 5.0
-        ratio = caps.snap_aspect_ratio(facts.width, facts.height) if facts else "16:9"
-        width, height = (facts.width, facts.height) if facts else (1280, 720)
-        fps = round(facts.fps) if facts else 24
-        if facts and min(facts.width, facts.height) not in (720, 1080):
-            findings.error(findings.at(*where, "video"),
-                           f"{spec.video} is {facts.width}x{facts.height}: Kling lip-syncs 720p or 1080p videos; "
-                           "scale it to 720 or 1080 px on the short side")
-        body_input["video_url"] = _video_field(build, spec.video, spec.url, findings.at(*where, "video"))
-    body_input["audio_type"] = "file"
-    body_input["audio_file"] = build.media_placeholder(AUDIO_SCHEME, spec.audio)
-    _check_kept(findings, shot, length, "its source video")
-    if heard is not None and heard > length + caps.KIND_OUTPUT_SLACK:
-        findings.advise(findings.at(*where, "audio"),
-                        f"{spec.audio} ({heard:.2f} s) is longer than the video ({length:.2f} s): Kling cuts it")
-    blocks = max(1, math.ceil(length / caps.LIP_SYNC_BLOCK_SECONDS - 1e-9))
-    billed = blocks * caps.LIP_SYNC_BLOCK_SECONDS
-    build.notes.append(f"lip sync: the clip keeps the source's {length:.2f} s; billed per started "
-                       f"{caps.LIP_SYNC_BLOCK_SECONDS} s ({blocks} x)")
-    body: dict[str, Any] = {"input": body_input}
-    seconds = max(1, round_half_up(length))
-    return KindRequest(LIP_SYNC, caps.ENDPOINTS[LIP_SYNC], caps.LIP_SYNC_MODEL, "std", body, seconds, billed, True,
-                       ratio, width, height, fps)
 
 
 # --- omni: a video reference or a video edit (§2) ----------------------------------------------------------

@@ -631,6 +631,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         if request.get("take", 1) == 1:  # take 1 reads as before takes existed (plan.takes)
             request.pop("take", None)
             request.pop("base_key", None)
+        if request.get("face") is None:  # only an advanced lip sync has a face step (plan.lip_sync)
+            request.pop("face", None)
         names = dict(request["images"])
         for registration in request["elements"]:  # a voiced element's digest is not its image's
             digest = registration["placeholder"].removeprefix(ELEMENT_SCHEME)

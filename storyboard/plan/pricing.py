@@ -100,5 +100,12 @@ def kind_price(family: str, model: str, mode: str, billed: int) -> KindPrice:
         blocks = billed // caps.LIP_SYNC_BLOCK_SECONDS
         return KindPrice(float(rate * blocks), f"price: {blocks} x {rate} units per started "
                                                f"{caps.LIP_SYNC_BLOCK_SECONDS} s of video")
+    if family == caps.ADVANCED_LIP_SYNC:
+        blocks = billed // caps.LIP_SYNC_BLOCK_SECONDS
+        face = Decimal(caps.FACE_RECOGNITION_UNITS)
+        return KindPrice(float(face + rate * blocks),
+                         f"price: {face} units face recognition + {blocks} x {rate} units per started "
+                         f"{caps.LIP_SYNC_BLOCK_SECONDS} s of video (advanced lip sync assumed priced as the "
+                         "classic one: the reference gives it no price of its own, unverified)")
     per = {caps.MOTION_CONTROL: "output second (rounded)", caps.AVATAR: "second of audio"}[family]
     return KindPrice(float(rate * billed), f"price: {billed} s x {rate} units per {per}")

@@ -21,6 +21,9 @@ body holds strings the engine resolves just before sending:
   ``Request.depends_on``; ``plan.kinds`` says how each is sent.
 * ``speech://sha256/<hex>``: speech Kling's TTS makes from text first (``Request.speech``; the
   digest of text, voice, language and speed, ``plan.speech``); resolved to the TTS ``audio_id``.
+* ``face://session`` and ``face://<n>``: an advanced lip sync's ``session_id`` and the ``face_id`` of
+  the n-th face (by start time) of Kling's identify-face answer, known only at render time
+  (``Request.face`` says how to get them; ``plan.lip_sync``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ ELEMENT_SCHEME = "element://sha256/"
 AUDIO_SCHEME = "audio://sha256/"
 VIDEO_SCHEME = "video://sha256/"
 CLIP_SCHEME = "clip://"
+FACE_SCHEME = "face://"
+"""``face://session`` / ``face://<n>``: filled from the identify-face step of an advanced lip sync."""
 VOICE_SCHEME = "voice://sha256/"
 """A storyboard custom voice to register first (sha256 of its URL and name); resolved to Kling's voice_id."""
 SPEECH_SCHEME = "speech://sha256/"
@@ -44,7 +49,8 @@ UNIT_PRICE_USD = 0.14
 """Kling lists one unit at $0.14 (kling-api.md 11)."""
 
 Family = Literal[
-    "text2video", "image2video", "omni-video", "multi-image2video", "motion-control", "avatar/image2video", "lip-sync"
+    "text2video", "image2video", "omni-video", "multi-image2video", "motion-control", "avatar/image2video", "lip-sync",
+    "advanced-lip-sync",
 ]
 Api = Literal["legacy", "new"]
 """Which Kling wire form a request's body is written in (``plan.capabilities.decide_api``)."""
@@ -93,6 +99,22 @@ class SpeechRequest(Frozen):
     low_seconds: float = Field(description="The speech's length read fast (plan.speech): the shortest it is expected.")
     high_seconds: float = Field(description="Read slowly: the length the plan prices.")
     units: float = Field(description="What the TTS call costs (0.05 units).")
+
+
+class FaceStep(Frozen):
+    """The identify-face call an advanced lip sync needs before its create (kling-api-2.md §5.1).
+
+    Why in the plan: it is paid (``units``) and its answer decides whether the create can be sent
+    at all (the chosen face must exist and its time window must overlap the inserted audio by
+    2 s); the engine journals the answer per ``source`` so a second run does not pay it again.
+    """
+
+    source: str = Field(description="What identify-face is given: clip://<request key> (a rendered shot: its "
+                        "Kling video_id) or the video file's URL.")
+    face: int = Field(ge=1, description="1-based index of the face in Kling's list, ordered by start time.")
+    insert_ms: int = Field(description="Where the cropped audio starts in the video (sound_insert_time).")
+    crop_ms: int = Field(description="Length of the cropped audio (sound_end_time - sound_start_time).")
+    units: float = Field(description="What the identify-face call costs (0.05 units).")
 
 
 class ElementRegistration(Frozen):
@@ -152,6 +174,7 @@ class Request(Frozen):
     notes: list[str] = Field(default_factory=list, description="Why the planner built it this way.")
     take: int = Field(1, ge=1, description="Which render of this body: 1, or a deliberate re-take (plan.takes).")
     base_key: str = Field("", description="Take 1's key when this is a later take (empty for take 1).")
+    face: FaceStep | None = Field(None, description="The paid face step an advanced lip sync needs first.")
 
 
 class Plan(Frozen):

@@ -40,8 +40,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import av
 from filelock import FileLock, Timeout
@@ -67,6 +68,7 @@ from storyboard.plan import (
     IMAGE_SCHEME,
     SPEECH_SCHEME,
     UNIT_PRICE_USD,
+    VIDEO_SCHEME,
     VOICE_SCHEME,
     ElementRegistration,
     Plan,
@@ -75,6 +77,7 @@ from storyboard.plan import (
     VoiceRegistration,
 )
 from storyboard.plan.capabilities import KIND_OUTPUT_SLACK
+from storyboard.plan.lip_sync import FACE_OVERLAP_SECONDS, face_placeholder, face_session_placeholder
 from storyboard.plan.pricing import kind_price
 from storyboard.plan.speech import AUDIO_ID_DAYS, REUSE_SECONDS
 from storyboard.render.health import HostHealth
@@ -89,7 +92,7 @@ from storyboard.render.journal import (
     journal_exists,
 )
 from storyboard.render.providers import provider_is_free
-from storyboard.render.providers.base import Job, Provider, SpeechResult, TaskState
+from storyboard.render.providers.base import FaceFinder, Job, Provider, SpeechResult, TaskState
 from storyboard.workspace import Workspace
 
 EventState = Literal["queued", "reused", "resumed", "adopted", "submitted", "processing", "downloading", "done",
@@ -177,7 +180,7 @@ def check_clip(path: Path, request: Request, reported: float | None = None) -> C
     except MediaError as error:
         return ClipProblem(str(error), broken=True)
     targets: list[tuple[str, float]] = []
-    if request.family not in ("motion-control", "avatar/image2video", "lip-sync"):
+    if request.family not in ("motion-control", "avatar/image2video", "lip-sync", "advanced-lip-sync"):
         # the output follows its input's length: the motion video, the audio, the source clip (§4.5)
         targets.append((f"{request.duration:g} s were requested", float(request.duration)))
     if reported is not None:
@@ -216,6 +219,8 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
     records: dict[str, RequestRecord] = {}
     made: set[str] = set()
     """Placeholders of speech the journal holds with an audio id still young enough to reuse (not paid again)."""
+    faces_paid: set[str] = set()
+    """Keys of requests whose paid face step the journal already holds."""
     if journal_exists(project_dir):
         with Journal.open(project_dir) as journal:
             records = {r.key: r for r in journal.records(provider_name)}
@@ -223,11 +228,14 @@ def preview_plan(plan: Plan, project_dir: Path, provider_name: str) -> list[tupl
                 known = journal.speech(provider_name, speech.placeholder.removeprefix(SPEECH_SCHEME))
                 if known is not None and journal.speech_age(known) < REUSE_SECONDS:
                     made.add(speech.placeholder)
+            faces_paid = {request.key for request in plan.requests if request.face is not None
+                          and journal.face_session(provider_name, face_source_key(request.face.source)) is not None}
     free = is_free(provider_name)
     rows: list[tuple[Request, Decision, float]] = []
     for request in plan.requests:
         reused_speech = sum(s.units for s in request.speech if s.placeholder in made)
-        units = 0.0 if free else max(0.0, request.units - reused_speech)
+        owed = _create_units(request) if request.key in faces_paid else request.units
+        units = 0.0 if free else max(0.0, owed - reused_speech)
         clip = clip_path(project_dir, provider_name, request.key)
         record = records.get(request.key)
         reported = record.reported_duration if record else None
@@ -303,6 +311,10 @@ class _Budget:
 
 class _ClaimedElsewhere(Exception):
     """A render elsewhere (another checkout or machine on the shared journal) holds the request's row."""
+
+
+class _SessionExpired(Exception):
+    """Kling refused an advanced lip sync because its identify-face session has expired."""
 
 
 class _Stop(Exception):
@@ -498,7 +510,7 @@ class _Run:
             upstream_clip = self.result.clips.get(upstream) or clip_path(self.project_dir, self.name, upstream)
             if not upstream_clip.is_file():
                 raise _Stop("skipped", f"the clip it continues from ({self._id_of(upstream)}) is missing")
-            if request.family == "lip-sync":  # the clip itself, not its last frame (plan.kinds)
+            if request.family in ("lip-sync", "advanced-lip-sync"):  # the clip itself, not its last frame
                 images[CLIP_SCHEME + upstream] = upstream_clip
                 upstream_record = self.journal.get(self.name, upstream)
                 if upstream_record is not None and upstream_record.video_url:
@@ -707,6 +719,92 @@ class _Run:
         state = await self._follow(request, job, found.task_id, reserved=None, known=found)
         return await self._download(request, job, state)
 
+    # ---- the face step of an advanced lip sync (kling-api-2.md §5.1) --------------------------
+
+    async def _face_step(self, request: Request, job: Job, *, again: bool = False) -> Job:
+        """The job with its ``face://`` placeholders filled from identify-face, paid once per source.
+
+        Why here, just before the create: the faces are known only from Kling's answer, and that
+        answer decides whether the paid create may be sent at all (the chosen face must exist and be
+        on screen while the speech plays). The answer is journaled per source (a rendered clip's
+        request key, or the video's URL), so a rerun, a retry or a second lip sync of the same clip
+        pays nothing; ``again`` (the session expired) asks once more and says so. The free preview
+        sends no body and needs no face.
+        """
+        step = request.face
+        if step is None or self.free:
+            return job
+        source_key = face_source_key(step.source)
+        known = None if again else self.journal.face_session(self.name, source_key)
+        if known is not None:
+            session_id, faces = known.session_id, known.faces
+        else:
+            source = self._face_source(step.source)
+            session_id, faces = await self._identify_face(request, source_key, source, step.units)
+        paid = self.journal.face_session(self.name, source_key)
+        paid_units = paid.units if paid is not None else step.units
+        what_paid = (f"face recognition of it was paid ({paid_units:g} units, journaled: it is not paid again); "
+                     "the lip sync was not sent")
+        if not faces:
+            raise _Stop("failed", f"Kling found no face in the clip it re-voices; {what_paid}. Use a clip where a face "
+                                  "is on screen, or method: classic")
+        if step.face > len(faces):
+            raise _Stop("failed", f"lip_sync face is {step.face}, but Kling found {len(faces)} face(s) in the clip; "
+                                  f"{what_paid}. Set face to 1-{len(faces)} (ordered by when each appears)")
+        chosen = faces[step.face - 1]
+        start, end = int(chosen["start_ms"]), int(chosen["end_ms"])
+        speech_end = step.insert_ms + step.crop_ms
+        overlap = min(end, speech_end) - max(start, step.insert_ms)
+        if overlap < FACE_OVERLAP_SECONDS * 1000:
+            raise _Stop("failed", f"face {step.face} is on screen {start / 1000:g}-{end / 1000:g} s, and the speech plays "
+                                  f"{step.insert_ms / 1000:g}-{speech_end / 1000:g} s of the video: Kling needs them to "
+                                  f"overlap by {FACE_OVERLAP_SECONDS:g} s; {what_paid}. Move insert_at into the face's "
+                                  "time, or choose another face")
+        urls = {**job.urls, face_session_placeholder(step.source): session_id,
+                face_placeholder(step.face): str(chosen["face_id"])}
+        return Job(request=job.request, project_dir=job.project_dir, images=job.images, elements=job.elements,
+                   urls=urls)
+
+    def _face_source(self, source: str) -> dict[str, str]:
+        """The identify-face body naming a face step's source: a rendered clip's Kling video id, else a URL."""
+        if source.startswith(CLIP_SCHEME):
+            upstream = source.removeprefix(CLIP_SCHEME)
+            record = self.journal.get(self.name, upstream)
+            if record is not None and record.video_id:
+                return {"video_id": record.video_id}
+            if record is not None and record.video_url:  # rendered before video ids were journaled
+                return {"video_url": record.video_url}
+            raise _Stop("failed", f"the journal has neither Kling's video id nor URL of {self._id_of(upstream)}'s clip, "
+                                  "so its faces cannot be identified; nothing was sent: render that shot on Kling, "
+                                  "then run again")
+        if source.startswith(VIDEO_SCHEME):
+            raise _Stop("failed", "the lip sync's video has no url: Kling identifies faces in videos it can fetch by "
+                                  "URL only; nothing was sent: add url: beside the video in the storyboard")
+        return {"video_url": source}
+
+    async def _identify_face(self, request: Request, source_key: str, source: dict[str, str],
+                             units: float) -> tuple[str, list[dict[str, object]]]:
+        finder = self.provider
+        if not hasattr(finder, "identify_face"):
+            raise _Stop("failed", f"provider {self.name} cannot identify faces for an advanced lip sync; nothing was sent")
+        refusal = await self.budget.reserve(units)
+        if refusal:
+            raise _Stop("skipped", refusal)
+        self.emit(request, "processing", f"identify-face ({units:g} units): finding the faces of its video")
+        try:
+            session = await cast(FaceFinder, finder).identify_face(source)
+        except ProviderError as error:
+            self._note_fatal(error)
+            spent = "nothing was charged" if error.money_spent is False else \
+                f"it may have been charged {units:g} units (face recognition)"
+            await self.budget.settle(units, 0.0)
+            raise _Stop("failed", f"identify-face failed: {error}; {spent}; run again") from None
+        faces: list[dict[str, object]] = [{"face_id": face.face_id, "start_ms": face.start_ms, "end_ms": face.end_ms}
+                                          for face in session.faces]
+        self.journal.record_face_session(self.name, source_key, session.session_id, faces, session.units_charged)
+        await self._account(session.units_charged, units)
+        return session.session_id, faces
+
     # ---- creates -----------------------------------------------------------------------------
 
     async def _create(self, request: Request, job: Job, *, claim: bool) -> TaskState:
@@ -714,12 +812,13 @@ class _Run:
             raise _Stop("skipped", self._fatal_reason())
         if request.speech:
             request, job = await self._spoken(request, job)
+        job = await self._face_step(request, job)
         self.emit(request, "queued")
         async with self.slots:
             for _ in range(MAX_ATTEMPTS):
                 if self.fatal is not None:
                     raise _Stop("skipped", self._fatal_reason())
-                units = 0.0 if self.free else request.units
+                units = 0.0 if self.free else _create_units(request)
                 refusal = await self.budget.reserve(units)
                 if refusal:
                     raise _Stop("skipped", refusal)
@@ -734,7 +833,13 @@ class _Run:
                         await self.budget.settle(units, 0.0)
                         raise _Stop("skipped", f"budget: {refusal}") from None
                     job = self._with_external_id(job, record.external_task_id)
-                created = await self._send_create(request, job, units)
+                try:
+                    created = await self._send_create(request, job, units)
+                except _SessionExpired:
+                    self.emit(request, "processing", "the face session had expired: identifying the face again "
+                                                     f"(face recognition is paid again, {request.face.units if request.face else 0:g} units)")
+                    job = await self._face_step(request, job, again=True)
+                    created = await self._send_create(request, job, units, session_retry=False)
                 self.journal.mark_submitted(self.name, request.key, created.task_id, adopted=created.adopted)
                 if not created.adopted:
                     self.emit(request, "submitted", f"task {created.task_id}")
@@ -749,8 +854,12 @@ class _Run:
         raise _Stop("failed", f"{MAX_ATTEMPTS} earlier attempts of it are failed tasks on the account; "
                               "change the request (e.g. its prompt), then run again")
 
-    async def _send_create(self, request: Request, job: Job, units: float) -> TaskState:
-        """The paid call, with its failure journaled by kind: failed (nothing outstanding) or unknown."""
+    async def _send_create(self, request: Request, job: Job, units: float, *, session_retry: bool = True) -> TaskState:
+        """The paid call, with its failure journaled by kind: failed (nothing outstanding) or unknown.
+
+        An advanced lip sync refused for an expired face session raises ``_SessionExpired`` once
+        (nothing was created, the claim and the reservation stand): the caller identifies again.
+        """
         try:
             return await self.provider.create(job)
         except ExternalIdInUse as error:  # the task exists but could not be found: never re-send under -2
@@ -758,6 +867,8 @@ class _Run:
             await self.budget.settle(units, 0.0)
             raise _Stop("failed", str(error)) from None
         except NOTHING_CREATED as error:
+            if session_retry and request.face is not None and _session_expired(error):
+                raise _SessionExpired() from None
             self._note_fatal(error)
             charged = error.units_charged if isinstance(error, TaskFailed) else 0.0
             self.journal.mark_failed(self.name, request.key, str(error), money_spent=charged > 0, units=charged or None)
@@ -800,7 +911,8 @@ class _Run:
             self.journal.mark_failed(self.name, request.key, failure.message, money_spent=charged > 0,
                                      units=charged or None)
         else:
-            self.journal.mark_succeeded(self.name, request.key, state.video_url, charged, state.duration)
+            self.journal.mark_succeeded(self.name, request.key, state.video_url, charged, state.duration,
+                                        state.video_id)
         await self._account(charged, reserved)
         if state.status == "failed":
             raise _Stop("failed", f"{failure.message}; {f'it was charged {charged:g} units' if charged else 'nothing was charged'}; "
@@ -863,6 +975,28 @@ class _Run:
         units = record.units if record and record.units is not None else request.units
         by = " by an earlier render" if record and record.adopted else ""
         return f"it is paid for{by} ({units:g} units, ${units * UNIT_PRICE_USD:.2f})"
+
+
+def face_source_key(source: str) -> str:
+    """The journal's key of a face step's source: a rendered clip by its request key (its video id
+    comes from that request's row), a file by its URL."""
+    if source.startswith(CLIP_SCHEME):
+        return "clip:" + source.removeprefix(CLIP_SCHEME)
+    return "url:" + source
+
+
+def _create_units(request: Request) -> float:
+    """Units the create itself costs: the plan's price less the face step's (paid on its own call)."""
+    if request.face is None:
+        return request.units
+    return float(Decimal(str(request.units)) - Decimal(str(request.face.units)))
+
+
+def _session_expired(error: ProviderError) -> bool:
+    """Whether Kling refused an advanced lip sync for its face session's age (the fake's wording; Kling
+    documents no lifetime, so any refusal naming an expired session counts)."""
+    text = str(error).lower()
+    return "session" in text and "expire" in text
 
 
 def _who(owner: str | None) -> str:

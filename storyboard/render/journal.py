@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+import json
 import os
 import socket
 import sqlite3
@@ -191,6 +192,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (provider, digest)
     );
     """,
+    # 7: Kling's id of each result video (an advanced lip
+    # sync of a rendered clip names it to identify-face), and the paid identify-face answers per
+    # source (session id, faces as JSON, units paid), so a second run does not pay face recognition
+    """
+    ALTER TABLE requests ADD COLUMN video_id TEXT;
+    CREATE TABLE face_sessions (
+        provider TEXT NOT NULL,
+        source TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        faces TEXT NOT NULL,
+        units REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (provider, source)
+    );
+    """,
 ]
 """Ordered schema steps, each a few statements separated by ``;``, in SQL both SQLite and PostgreSQL
 accept (``journal_postgres`` widens ``INTEGER``/``REAL`` and spells ``AUTOINCREMENT`` its way).
@@ -279,6 +295,22 @@ class RequestRecord:
     """When the owner last said it is alive (0: it let go on exit)."""
     project: str | None = None
     user_name: str | None = None
+    video_id: str | None = None
+    """Kling's id of the result video (journal step 7)."""
+
+
+@dataclass(frozen=True)
+class FaceSessionRecord:
+    """A paid identify-face answer (journal step 7): the session and faces of one source video."""
+
+    provider: str
+    source: str
+    session_id: str
+    faces: list[dict[str, Any]]
+    """``[{"face_id", "start_ms", "end_ms"}]`` by start time."""
+    units: float
+    """Units paid for face recognition of this source, every call added (an expired session is paid again)."""
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -681,10 +713,10 @@ class Journal:
         self._update(provider, key, ("claimed", "unknown"), state="unknown", error=message, money_spent=None)
 
     def mark_succeeded(self, provider: str, key: str, video_url: str | None, units: float | None,
-                       duration: float | None = None) -> None:
-        """The task succeeded: its URL, the units charged and the video's duration as reported."""
+                       duration: float | None = None, video_id: str | None = None) -> None:
+        """The task succeeded: its URL (and Kling's video id), the units charged and the video's duration as reported."""
         self._update(provider, key, ("submitted", "succeeded"), state="succeeded", video_url=video_url, units=units,
-                     money_spent=1, reported_duration=duration)
+                     money_spent=1, reported_duration=duration, video_id=video_id)
         self._settle(provider, key, units)
 
     def mark_downloaded(self, provider: str, key: str, clip_path: str) -> None:
@@ -710,11 +742,13 @@ class Journal:
     def units_charged(self, provider: str | None = None) -> float:
         """Units Kling reported charged for tasks in this journal (all runs)."""
         query = "SELECT COALESCE(SUM(COALESCE(units, 0) + prior_units), 0) FROM requests WHERE 1=1"
+        faces = "SELECT COALESCE(SUM(units), 0) FROM face_sessions WHERE 1=1"
         args: tuple = ()
         if provider:
             query += " AND provider=?"
+            faces += " AND provider=?"
             args = (provider,)
-        return float(self.store.scalar(query, args)) + self.speech_units(provider)
+        return float(self.store.scalar(query, args)) + float(self.store.scalar(faces, args)) + self.speech_units(provider)
 
     # ---- claims across machines -------------------------------------------------------------
 
@@ -903,6 +937,41 @@ class Journal:
             args = (*args, provider)
         return float(self.store.scalar(query, args))
 
+    # ---- advanced lip sync's face step ------------------------------------------------------
+
+    def face_session(self, provider: str, source: str) -> FaceSessionRecord | None:
+        row = self._sql("SELECT * FROM face_sessions WHERE provider=? AND source=?", (provider, source)).fetchone()
+        if row is None:
+            return None
+        data = dict(row)
+        return FaceSessionRecord(data["provider"], data["source"], data["session_id"], json.loads(data["faces"]),
+                                 float(data["units"]), float(data["created_at"]))
+
+    def record_face_session(self, provider: str, source: str, session_id: str, faces: list[dict[str, Any]],
+                            units: float) -> None:
+        """Keep a paid identify-face answer; a newer one (the old session expired) replaces it, its units add up.
+
+        The charge also goes into the account's ledger (``charges``, settled, under the key
+        ``face:<source>``, one attempt per call), so the day's spending and cap see it.
+        """
+        with self.store.transaction():
+            now = self._clock()
+            ledger_key = f"face:{source}"
+            calls = int(self.store.scalar("SELECT COUNT(*) FROM charges WHERE provider=? AND key=?",
+                                          (provider, ledger_key)))
+            self._sql("INSERT INTO charges (provider, key, attempt, day, project, user_name, units, settled, at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                      (provider, ledger_key, calls + 1, _utc_day(now), self.project, self.user, float(units), now))
+            self._record_face_session(provider, source, session_id, faces, units, now)
+
+    def _record_face_session(self, provider: str, source: str, session_id: str, faces: list[dict[str, Any]],
+                             units: float, now: float) -> None:
+        self._sql("INSERT INTO face_sessions (provider, source, session_id, faces, units, created_at)"
+                  " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, source) DO UPDATE SET"
+                  " session_id=excluded.session_id, faces=excluded.faces,"
+                  " units=face_sessions.units + excluded.units, created_at=excluded.created_at",
+                  (provider, source, session_id, json.dumps(faces, sort_keys=True), float(units), now))
+
     # ---- runs -----------------------------------------------------------------------------
 
     def start_run(self, provider: str, storyboard: str) -> int:
@@ -957,6 +1026,8 @@ class Journal:
                                                             "user_name": d.get("user_name") or self.user})
             copied["elements"] = self._copy_rows(target, "elements", ("provider", "digest"), lambda d: d)
             copied["speech"] = self._copy_rows(target, "speech", ("provider", "digest"), lambda d: d)
+            # paid face recognition goes along (journal step 7: both journals are migrated on open)
+            copied["face_sessions"] = self._copy_rows(target, "face_sessions", ("provider", "source"), lambda d: d)
             copied["charges"] = self._copy_rows(target, "charges", ("provider", "key", "attempt"), lambda d: d)
             copied["charges"] = self._charges_for_old_rows(target, copied["charges"])
         return copied

@@ -66,7 +66,25 @@ Decisions on the reference's open questions (all in one place so tests can rely 
 * Classic lip sync (``/v1/videos/lip-sync``, §5.2): ``{"input": {...}}`` plus the common
   ``external_task_id`` / ``callback_url`` (the reference shows only ``input``; every other video
   endpoint takes them). Billed 0.5 units per started 5 s of the source video (2-60 s); base64
-  audio is probed (2-60 s, at most 5 MB). The result keeps the source's length.
+  audio is probed (2-60 s, at most 5 MB). The result keeps the source's length. ``text2video``
+  takes ``text``, ``voice_id`` (one of ``fake.lip_sync_voice_ids`` or a custom voice made on this
+  account, else 400/1201 "Voice id not found"), ``voice_language`` zh|en, ``voice_speed`` <= 2.0
+  (the error names it ``voiceSpeed``, as live); audio fields with it are refused. The text length
+  is not limited (the reseller's 120 characters is unverified).
+* Identify-face (``POST /v1/videos/identify-face``, §5.1): synchronous, ``{video_id | video_url}``
+  (exactly one; a video id of a result of this account, at most 60 s; a URL as for reference
+  videos, 2-60 s), charged 0.05 units at once (``identify_calls`` counts them). The faces of a
+  video are ``fake.faces[video_id or url]`` (windows in seconds; ``[]`` is the "no face" control),
+  else one face over the whole video; they are listed by start time with ids ``"0"``, ``"1"``...
+  ``expire_face_sessions()`` makes every issued session expired (the reference does not say how
+  long one lives): a create naming it is refused 400/1201 "session_id: session expired".
+* Advanced lip sync (``POST /v1/videos/advanced-lip-sync``): a session this fake issued, exactly
+  one ``face_choose`` entry with a face id of that session, ``sound_file`` (probed, 2-60 s, 5 MB)
+  or ``audio_id``, integer ms ``sound_start_time`` < ``sound_end_time`` <= the audio (crop >= 2 s),
+  ``sound_insert_time`` with the inserted crop inside the video and overlapping the face's window
+  by >= 2 s, volumes in [0, 2]. Billed 0.5 units per started 5 s of the video (assumed as classic).
+  Queried at ``GET /v1/videos/advanced-lip-sync/{task_id}``; the external-id lookup forms answer
+  as for every family (kling-api.md §4.6 lists this family; the 2026-09 page shows only task_id).
 """
 
 from __future__ import annotations
@@ -126,7 +144,7 @@ DEFAULT_MESSAGES = {
 }
 
 VIDEO_FAMILIES = ("text2video", "image2video", "multi-image2video", "omni-video", "motion-control",
-                  "avatar/image2video", "lip-sync")
+                  "avatar/image2video", "lip-sync", "advanced-lip-sync")
 AVATAR_FIELDS = frozenset({"image", "audio_id", "sound_file", "prompt", "mode", "watermark_info", "callback_url",
                            "external_task_id"})
 LIP_SYNC_FIELDS = frozenset({"input", "callback_url", "external_task_id"})
@@ -134,6 +152,12 @@ LIP_SYNC_INPUT_FIELDS = frozenset({"mode", "video_id", "video_url", "audio_type"
                                    "voice_id", "voice_language", "voice_speed", "model_name"})
 AVATAR_PRICE = {"std": "0.4", "pro": "0.8"}
 LIP_SYNC_PRICE_PER_5S = "0.5"
+ADVANCED_LIP_SYNC_FIELDS = frozenset({"session_id", "face_choose", "watermark_info", "callback_url", "external_task_id"})
+FACE_CHOOSE_FIELDS = frozenset({"face_id", "audio_id", "sound_file", "sound_start_time", "sound_end_time",
+                                "sound_insert_time", "sound_volume", "original_audio_volume"})
+FACE_RECOGNITION_PRICE = "0.05"
+LIP_SYNC_VOICE_IDS = frozenset({"oversea_male1", "uk_man2", "commercial_lady_en_f-v1", "genshin_vindi2"})
+"""Lip-sync voices the fake knows (a sample: the reference lists none; custom voices count too)."""
 ELEMENTS_FAMILY = "advanced-custom-elements"
 VOICES_FAMILY = "custom-voices"
 """Custom voices (kling-api.md §7.4, kling-api-2.md §3.2): a task per voice, 0.05 units each."""
@@ -476,6 +500,13 @@ class FakeKling:
         """Reference video URL -> its length in seconds (see the module docstring)."""
         self.unreachable_urls: set[str] = set()
         """Input URLs that answer 400/1201 with the live "could not get the contents" message."""
+        self.lip_sync_voice_ids: set[str] = set(LIP_SYNC_VOICE_IDS)
+        """Voice ids classic text lip sync takes (besides custom voices made on this account)."""
+        self.faces: dict[str, list[tuple[float, float]]] = {}
+        """video_id or URL -> its faces' (start, end) seconds ([] = no face); else one face, the whole video."""
+        self.face_sessions: dict[str, dict[str, Any]] = {}
+        """session_id -> {"seconds", "aspect", "faces": [{face_id, start_time, end_time}], "expired"}."""
+        self.identify_calls = 0
 
         self._faults: list[Fault] = []
         self._scripts: list[_Script] = []
@@ -659,6 +690,10 @@ class FakeKling:
         parts = path.strip("/").split("/")
         if parts[:4] == ["v1", "videos", "avatar", "image2video"]:  # a family path of two segments
             parts = ["v1", "videos", "avatar/image2video", *parts[4:]]
+        if parts == ["v1", "videos", "identify-face"]:
+            if method == "POST":
+                return self._identify_face(self._json_body(request))
+            raise KlingError(1202, f"{method} is not supported on {path}")
         if len(parts) >= 3 and parts[:2] == ["v1", "videos"] and parts[2] in VIDEO_FAMILIES and len(parts) <= 4:
             family = parts[2]
             if len(parts) == 3:
@@ -1127,6 +1162,8 @@ class FakeKling:
             return self._validate_avatar(body)
         if family == "lip-sync":
             return self._validate_lip_sync(body)
+        if family == "advanced-lip-sync":
+            return self._validate_advanced_lip_sync(body)
         unknown = sorted(set(body) - FIELDS_BY_ENDPOINT[family])
         if unknown:
             raise _invalid(unknown[0], f"unknown field for /v1/videos/{family}")
@@ -1738,15 +1775,116 @@ class FakeKling:
             if any(name in data for name in ("text", "voice_id", "voice_language", "voice_speed")):
                 raise _invalid("input.text", "text/voice fields are for mode text2video")
         else:
-            if not isinstance(data.get("text"), str) or not data["text"]:
-                raise _invalid("input.text", "required for text2video")
-            if not isinstance(data.get("voice_id"), str):
-                raise _invalid("input.voice_id", "Voice id not found")
             if any(name in data for name in ("audio_type", "audio_file", "audio_url")):
                 raise _invalid("input.audio_type", "audio fields are for mode audio2video")
+            if not isinstance(data.get("text"), str) or not data["text"].strip():
+                raise _invalid("input.text", "required for text2video")
+            if not isinstance(data.get("voice_id"), str) or data["voice_id"] not in self._known_voice_ids():
+                raise _invalid("input.voice_id", "Voice id not found")
+            self._choice(data, "voice_language", ("zh", "en"), None)
+            speed = data.get("voice_speed", 1.0)
+            if not _is_number(speed) or not 0 < float(speed) <= 2.0:
+                raise _invalid("input.voiceSpeed", f"must be a number up to 2.0, got {speed!r}")
         blocks = int((Decimal(str(seconds)) / 5).to_integral_value(rounding="ROUND_CEILING"))
         aspect = source.aspect_ratio if source else "16:9"
         return _Render("kling-lip-sync", None, (float(seconds),), True, aspect, Decimal(LIP_SYNC_PRICE_PER_5S) * blocks)
+
+    def _known_voice_ids(self) -> set[str]:
+        custom = {str(t.voice["voice_id"]) for t in self.tasks.values()
+                  if t.family == VOICES_FAMILY and t.voice and t.voice.get("status") == "succeed"}
+        return self.lip_sync_voice_ids | custom
+
+    # -------------------------------------------------------- advanced lip sync
+
+    def expire_face_sessions(self) -> None:
+        """Every session issued so far is expired from now on (a create naming one is refused)."""
+        with self._lock:
+            for session in self.face_sessions.values():
+                session["expired"] = True
+
+    def _identify_face(self, body: dict[str, Any]) -> httpx.Response:
+        """``POST /v1/videos/identify-face``: synchronous, charged 0.05 units, answers the faces."""
+        unknown = sorted(set(body) - {"video_id", "video_url"})
+        if unknown:
+            raise _invalid(unknown[0], "unknown field for /v1/videos/identify-face")
+        if ("video_id" in body) == ("video_url" in body):
+            raise _invalid("video_id", "exactly one of video_id or video_url is required")
+        if "video_id" in body:
+            key = body["video_id"]
+            source = next((t for t in self.tasks.values() if t.video_id and t.video_id == key), None)
+            if source is None:
+                raise KlingError(1203, "video_id not found")
+            seconds, aspect = source.duration, source.aspect_ratio
+            if seconds > 60:
+                raise _invalid("video_id", f"video must be at most 60 s, got {seconds:g} s")
+        else:
+            key = body["video_url"]
+            source = next((t for t in self.tasks.values() if t.video_url and t.video_url == key), None)
+            seconds = source.duration if source else self._video_url(key, "video_url")
+            aspect = source.aspect_ratio if source else "16:9"
+            if not 2 <= seconds <= 60:
+                raise _invalid("video_url", f"video must be 2-60 s, got {seconds:g} s")
+        windows = sorted(self.faces.get(str(key), [(0.0, seconds)]))
+        session_id = f"fs-{uuid.UUID(int=self._random.getrandbits(128)).hex[:20]}"
+        faces = [{"face_id": str(n), "face_image": f"{self.cdn_base_url}/faces/{session_id}-{n}.png",
+                  "start_time": round(start * 1000), "end_time": round(end * 1000)}
+                 for n, (start, end) in enumerate(windows)]
+        self.face_sessions[session_id] = {"seconds": seconds, "aspect": aspect, "faces": faces, "expired": False}
+        self.identify_calls += 1
+        self._charged_exact += Decimal(FACE_RECOGNITION_PRICE)
+        self.charged_units = float(self._charged_exact)
+        return self._ok({"session_id": session_id, "final_unit_deduction": FACE_RECOGNITION_PRICE,
+                         "face_data": faces})
+
+    def _validate_advanced_lip_sync(self, body: dict[str, Any]) -> _Render:
+        unknown = sorted(set(body) - ADVANCED_LIP_SYNC_FIELDS)
+        if unknown:
+            raise _invalid(unknown[0], "unknown field for /v1/videos/advanced-lip-sync")
+        self._check_common(body)
+        session = self.face_sessions.get(body.get("session_id"))  # type: ignore[arg-type]
+        if session is None:
+            raise _invalid("session_id", "not a session issued by identify-face")
+        if session["expired"]:
+            raise _invalid("session_id", "session expired")
+        chosen = body.get("face_choose")
+        if not isinstance(chosen, list) or len(chosen) != 1 or not isinstance(chosen[0], dict):
+            raise _invalid("face_choose", "must be a list of exactly one face")
+        entry = chosen[0]
+        unknown = sorted(set(entry) - FACE_CHOOSE_FIELDS)
+        if unknown:
+            raise _invalid(f"face_choose[0].{unknown[0]}", "unknown field for /v1/videos/advanced-lip-sync")
+        face = next((f for f in session["faces"] if f["face_id"] == entry.get("face_id")), None)
+        if face is None:
+            raise _invalid("face_choose[0].face_id", "not a face of this session")
+        if ("audio_id" in entry) == ("sound_file" in entry):
+            raise _invalid("face_choose[0].sound_file", "exactly one of audio_id or sound_file is required")
+        audio_ms = 5000 if "audio_id" in entry else int(self._audio(entry["sound_file"], "face_choose[0].sound_file",
+                                                                   60) * 1000)
+        times = {}
+        for name in ("sound_start_time", "sound_end_time", "sound_insert_time"):
+            value = entry.get(name)
+            if not _is_int(value) or value < 0:
+                raise _invalid(f"face_choose[0].{name}", f"required: a non-negative integer of ms, got {value!r}")
+            times[name] = int(value)
+        start, end, insert = times["sound_start_time"], times["sound_end_time"], times["sound_insert_time"]
+        if end > audio_ms:
+            raise _invalid("face_choose[0].sound_end_time", f"must be at most the audio's length ({audio_ms} ms)")
+        if end - start < 2000:
+            raise _invalid("face_choose[0].sound_end_time", "the cropped audio must last at least 2 s")
+        video_ms = round(session["seconds"] * 1000)
+        if insert + (end - start) > video_ms:
+            raise _invalid("face_choose[0].sound_insert_time", "the inserted audio must stay inside the video")
+        overlap = min(insert + end - start, face["end_time"]) - max(insert, face["start_time"])
+        if overlap < 2000:
+            raise _invalid("face_choose[0].sound_insert_time",
+                           "the inserted audio must overlap the face's time window by at least 2 s")
+        for name in ("sound_volume", "original_audio_volume"):
+            if name in entry and (not _is_number(entry[name]) or not 0 <= float(entry[name]) <= 2):
+                raise _invalid(f"face_choose[0].{name}", f"must be a number in [0, 2], got {entry[name]!r}")
+        seconds = session["seconds"]
+        blocks = int((Decimal(str(seconds)) / 5).to_integral_value(rounding="ROUND_CEILING"))
+        return _Render("kling-advanced-lip-sync", None, (float(seconds),), True, session["aspect"],
+                       Decimal(LIP_SYNC_PRICE_PER_5S) * blocks)
 
     def _validate_element(self, body: dict[str, Any]) -> None:
         unknown = sorted(set(body) - ELEMENT_FIELDS)

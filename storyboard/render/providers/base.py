@@ -54,6 +54,35 @@ class TaskState:
     adopted: bool = False
     """The task existed before this run asked for it (an earlier render under the same external id,
     paid then): it is followed and downloaded, never paid again."""
+    video_id: str | None = None
+    """Kling's id of the result video (``task_result.videos[].id``): what an advanced lip sync of
+    this clip sends to identify-face (kling-api-2.md §5.1)."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face Kling found in a video: its id in the session and when it is on screen (ms)."""
+
+    face_id: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class FaceSession:
+    """What identify-face answered (kling-api-2.md §5.1): the session the lip sync names, the faces
+    by start time, and what the call cost."""
+
+    session_id: str
+    faces: tuple[Face, ...]
+    units_charged: float
+
+
+class FaceFinder(Protocol):
+    """A provider that can run an advanced lip sync's face step (Kling; the free preview needs none)."""
+
+    async def identify_face(self, source: dict[str, str]) -> FaceSession:
+        """``POST /v1/videos/identify-face`` with ``{video_id}`` or ``{video_url}``: paid, synchronous."""
 
 
 @dataclass(frozen=True)

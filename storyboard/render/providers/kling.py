@@ -55,8 +55,9 @@ from storyboard.errors import (
     TaskFailed,
 )
 from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, SpeechRequest, VoiceRegistration
+from storyboard.plan import capabilities as caps
 from storyboard.plan.speech import TTS_PATH, tts_body
-from storyboard.render.providers.base import Job, SpeechResult, TaskState, TaskStatus
+from storyboard.render.providers.base import Face, FaceSession, Job, SpeechResult, TaskState, TaskStatus
 from storyboard.render.providers.kling_bodies import concrete_body
 from storyboard.render.providers.kling_http import (
     KlingAuth,
@@ -71,6 +72,7 @@ from storyboard.workspace import Workspace
 __all__ = ["KlingAuth", "KlingCredentials", "KlingProvider", "resolve_body", "task_state", "wants_watermark"]
 
 ELEMENTS_PATH = "/v1/general/advanced-custom-elements"
+IDENTIFY_FACE_PATH = "/v1/videos/identify-face"
 VOICES_PATH = "/v1/general/custom-voices"
 
 LookupConvention = Literal["path", "list_filter", "flag"]
@@ -119,7 +121,8 @@ def task_state(data: dict[str, Any]) -> TaskState:
     return TaskState(task_id=str(data.get("task_id", "")), status=status, video_url=video.get("url"),
                      units_charged=_decimal(data.get("final_unit_deduction")),
                      message=data.get("task_status_msg") or "", duration=_decimal(video.get("duration")),
-                     watermark_url=video.get("watermark_url") or None)
+                     watermark_url=video.get("watermark_url") or None,
+                     video_id=str(video["id"]) if video.get("id") not in (None, "") else None)
 
 
 def wants_watermark(job: Job) -> bool:
@@ -313,6 +316,30 @@ class KlingProvider(KlingHttp):
             temp = target.with_name(f".{target.name}.part")
             await self._download(state.watermark_url, temp, f"{job.request.id} (watermarked copy)")
             os.replace(temp, target)
+
+    # ---- advanced lip sync's face step (kling-api-2.md §5.1) ------------------------------------
+
+    async def identify_face(self, source: dict[str, str]) -> FaceSession:
+        """``POST /v1/videos/identify-face``: the session and faces of a video, 0.05 units a call.
+
+        Sent once, never retried here: it is synchronous and paid, and nothing identifies a lost
+        call afterwards (no task, no external id), so an ambiguous failure is reported as possibly
+        charged and the engine's journal keeps every answer it got so it is not asked again.
+        """
+        envelope = await self._exchange("POST", IDENTIFY_FACE_PATH, body=dict(source), during="create")
+        data = envelope.get("data") or {}
+        session_id = data.get("session_id")
+        if not session_id:
+            raise ProviderError(message="Kling answered identify-face without a session_id.", money_spent=None,
+                                retryable=True, hint="run again", details={"during": "identify-face"})
+        faces = []
+        for item in data.get("face_data") or []:
+            if isinstance(item, dict) and item.get("face_id") is not None:
+                faces.append(Face(str(item["face_id"]), int(item.get("start_time") or 0), int(item.get("end_time") or 0)))
+        faces.sort(key=lambda face: (face.start_ms, face.end_ms))
+        charged = _decimal(data.get("final_unit_deduction"))
+        return FaceSession(str(session_id), tuple(faces),
+                           charged if charged is not None else float(caps.FACE_RECOGNITION_UNITS))
 
     # ---- elements -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from storyboard.plan import (
     AUDIO_SCHEME,
     CLIP_SCHEME,
     ELEMENT_SCHEME,
+    FACE_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
     SPEECH_SCHEME,
@@ -66,6 +67,10 @@ def concrete_body(job: Job, element_as: Callable[[int], Any]) -> dict[str, Any]:
                 if value not in job.audio_ids:
                     raise InternalError(f"request {job.request.id}: speech {value} was not synthesized")
                 return job.audio_ids[value]
+            if value.startswith(FACE_SCHEME):  # advanced lip sync: the face step's session and face id
+                if value not in job.urls:
+                    raise InternalError(f"request {job.request.id}: the face step did not fill {value}")
+                return job.urls[value]
             if value.startswith(ELEMENT_SCHEME):
                 if value not in job.elements:
                     raise InternalError(f"request {job.request.id}: element {value} is not registered")

@@ -10,6 +10,10 @@ A plausible stand-in therefore uses the file itself:
   stand-in the preview "synthesizes" for free (``synthesize_speech``: a syllable-rate tone as
   long as the plan's estimate of the speech);
 * lip sync: the source clip (a file, or the rendered clip of the shot it re-voices) with the new audio;
+  from text, a deterministic speech-like sound as long as the text takes to say (an estimate:
+  the slow reading of ``plan.speech.estimate_seconds``); advanced, the clip's own sound (at
+  ``original_audio_volume``) mixed with the audio's crop inserted at ``sound_insert_time`` (at
+  ``sound_volume``), as Kling places it;
 * omni with a video: the video itself (an edit keeps its length; a reference is looped to the
   requested duration), with its sound when the request keeps it.
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from storyboard.errors import Rejected, TaskFailed
 from storyboard.media import ffmpeg_exe
 from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, IMAGE_SCHEME, SPEECH_SCHEME, VIDEO_SCHEME, Request, SpeechRequest
+from storyboard.plan.speech import estimate_seconds
 from storyboard.render.providers.base import Job
 
 Renderer = Callable[..., None]
@@ -36,7 +41,7 @@ Renderer = Callable[..., None]
 
 def renderer_for(request: Request) -> Renderer | None:
     """The preview renderer of a request of these kinds (None: the ordinary animatic)."""
-    if request.family in ("motion-control", "avatar/image2video", "lip-sync"):
+    if request.family in ("motion-control", "avatar/image2video", "lip-sync", "advanced-lip-sync"):
         return render_kind_preview
     if request.family == "omni-video" and request.body.get("video_list"):
         return render_kind_preview
@@ -79,6 +84,8 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
     inputs: list[str] = []
     video_filter: str
     audio_input: int | None = None
+    audio_chain: str | None = None
+    """A filter chain ending in ``[pre]`` that makes the clip's sound (instead of ``audio_input``)."""
 
     if request.family == "motion-control":
         character, motion = _input(job, IMAGE_SCHEME), _input(job, VIDEO_SCHEME)
@@ -95,12 +102,24 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
         video_filter = _fit(width, height, "[0:v]", fps)
         audio_input = 1
     elif request.family == "lip-sync":
-        source = _input(job, CLIP_SCHEME) if str(request.body["input"]["video_url"]).startswith(CLIP_SCHEME) \
+        data = request.body["input"]
+        source = _input(job, CLIP_SCHEME) if str(data["video_url"]).startswith(CLIP_SCHEME) \
             else _input(job, VIDEO_SCHEME)
-        speech = _input(job, AUDIO_SCHEME)
-        inputs += ["-i", str(source), "-i", str(speech)]
+        inputs += ["-i", str(source)]
+        if data["mode"] == "text2video":
+            said = estimate_seconds(str(data["text"]), str(data.get("voice_language", "en")),
+                                    float(data.get("voice_speed", 1.0))).high  # as long as an avatar's stand-in
+            inputs += ["-f", "lavfi", "-i", speech_like_source(said)]
+        else:
+            inputs += ["-i", str(_input(job, AUDIO_SCHEME))]
         video_filter = _fit(width, height, "[0:v]", fps) + ",tpad=stop_mode=clone:stop=-1"
         audio_input = 1
+    elif request.family == "advanced-lip-sync":
+        assert request.face is not None  # planned with its face step (plan.lip_sync)
+        source = _input(job, CLIP_SCHEME) if request.face.source.startswith(CLIP_SCHEME) else _input(job, VIDEO_SCHEME)
+        inputs += ["-i", str(source), "-i", str(_input(job, AUDIO_SCHEME))]
+        video_filter = _fit(width, height, "[0:v]", fps) + ",tpad=stop_mode=clone:stop=-1"
+        audio_chain = inserted_speech_chain(request.body["face_choose"][0], _has_audio(source))
     else:  # omni with a reference or edited video
         clip = _input(job, VIDEO_SCHEME)
         edit = request.body["video_list"][0].get("refer_type") == "base"
@@ -110,7 +129,10 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
 
     graph = f"{video_filter},format=yuv420p[v]"
     maps = ["-map", "[v]"]
-    if request.sound:
+    if request.sound and audio_chain is not None:
+        graph += f";{audio_chain};[pre]aresample=48000,apad,atrim=0:{seconds}[a]"
+        maps += ["-map", "[a]", "-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2"]
+    elif request.sound:
         if audio_input is None:
             inputs += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
             audio_input = inputs.count("-i") - 1
@@ -183,3 +205,33 @@ def synthesize_speech(speech: SpeechRequest, dest: Path) -> float:
         out.writeframes(samples.tobytes())
     os.replace(temp, dest)
     return count / SPEECH_SAMPLE_RATE
+
+
+def speech_like_source(seconds: float) -> str:
+    """A lavfi source of a deterministic speech-like sound: a voice-pitched tone whose pitch drifts
+    and whose loudness beats at about four syllables a second, for ``seconds``."""
+    expression = "0.3*sin(2*PI*(170+30*sin(2*PI*0.9*t))*t)*(0.55+0.45*sin(2*PI*3.7*t))"
+    return f"aevalsrc={expression}:s=48000:d={seconds:.3f}"
+
+
+def inserted_speech_chain(face: dict, source_has_audio: bool) -> str:
+    """Filters (inputs 0 = the clip, 1 = the audio file) ending in ``[pre]``: the crop of the audio
+    (``sound_start_time``-``sound_end_time``) delayed to ``sound_insert_time`` at ``sound_volume``,
+    over the clip's own sound at ``original_audio_volume`` when it has one (Kling's defaults: 1)."""
+    start, end = face["sound_start_time"] / 1000, face["sound_end_time"] / 1000
+    delay = int(face["sound_insert_time"])
+    speech = (f"[1:a]aresample=48000,atrim=start={start:g}:end={end:g},asetpts=PTS-STARTPTS,"
+              f"volume={float(face.get('sound_volume', 1)):g},adelay={delay}:all=1")
+    if not source_has_audio:
+        return speech + "[pre]"
+    original = f"[0:a]aresample=48000,volume={float(face.get('original_audio_volume', 1)):g}"
+    return f"{speech}[speech];{original}[original];[original][speech]amix=inputs=2:duration=longest:normalize=0[pre]"
+
+
+def _has_audio(path: Path) -> bool:
+    from storyboard.media import MediaError, probe
+
+    try:
+        return probe(path).has_audio
+    except MediaError:
+        return False
