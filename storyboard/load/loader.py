@@ -1163,7 +1163,8 @@ def _check_files(document: YamlDocument, parts: _Parts, files: _FileChecks) -> l
     """Check every file the storyboard names; each file is reported once, at its first use."""
     uses: list[tuple[str, tuple[Part, ...], bool]] = []  # (relative path, model path, goes to Kling)
     for ref_id, reference in parts.references.items():
-        uses.append((reference.image, ("references", ref_id, "image"), True))
+        if reference.image is not None:  # a video reference is probed by plan.video_elements
+            uses.append((reference.image, ("references", ref_id, "image"), True))
         if reference.element is not None:
             uses.extend(
                 (extra, ("references", ref_id, "element", "extra_images", i), True)

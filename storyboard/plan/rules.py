@@ -481,7 +481,7 @@ def check_element(findings: Findings, ref: str) -> None:
         )
     if element.element_id is not None:
         return
-    if not element.extra_images:
+    if not element.extra_images and reference.video is None:  # a video element is made from its clip alone
         findings.error(
             findings.at("references", ref, "element"),
             f"reference {ref} becomes a Kling element, which needs 1-3 more views of the subject: "

@@ -59,6 +59,7 @@ from storyboard.errors import DownloadFailed, Rejected, TaskFailed
 from storyboard.fonts import load_font
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
+    ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
     VOICE_SCHEME,
@@ -67,7 +68,7 @@ from storyboard.plan import (
     ShotSlice,
     VoiceRegistration,
 )
-from storyboard.render.providers.base import Job, TaskState
+from storyboard.render.providers.base import Job, RegisteredElement, TaskState
 from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
 from storyboard.workspace import Workspace
 
@@ -866,16 +867,19 @@ class PreviewProvider:
         """A stable fake voice id from the voice's digest (preview needs no account and speaks no voice)."""
         return str(int(registration.placeholder.removeprefix(VOICE_SCHEME)[:15], 16) or 1)
 
-    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
-        """A stable fake element id from the frontal image's digest (preview needs no account)."""
-        placeholder = registration.frontal_image
-        if placeholder.startswith(IMAGE_SCHEME):
+    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> RegisteredElement:
+        """A stable fake element id from the frontal image's digest, or a video element's identity
+        (preview needs no account, and clones no voice)."""
+        placeholder = registration.frontal_image or registration.placeholder
+        if placeholder.startswith(ELEMENT_SCHEME):
+            digest = placeholder[len(ELEMENT_SCHEME) :]
+        elif placeholder.startswith(IMAGE_SCHEME):
             digest = placeholder[len(IMAGE_SCHEME) :]
         elif placeholder in images:
             digest = hashlib.sha256(Path(images[placeholder]).read_bytes()).hexdigest()
         else:
             digest = hashlib.sha256(placeholder.encode()).hexdigest()
-        return int(digest[:15], 16) or 1
+        return RegisteredElement(int(digest[:15], 16) or 1)
 
     async def aclose(self) -> None:
         return None
