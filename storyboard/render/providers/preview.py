@@ -70,6 +70,7 @@ from storyboard.plan import (
 )
 from storyboard.render.providers.base import Job, RegisteredElement, TaskState
 from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
+from storyboard.render.providers.preview_elements import element_looks
 from storyboard.workspace import Workspace
 
 RENDERER_VERSION = "p2"
@@ -629,8 +630,9 @@ def _build_shots(job: Job, width: int, height: int, crop_ratios: Sequence[float]
         # A later shot of a multi-shot image-to-video request continues from the request's start
         # frame (Kling carries the scene on), so its card sits over that image, not a neutral one.
         backdrop = references[0] if references else body_start
-        if backdrop:
-            reference = _open_image(_resolve_image(job, backdrop), request.id)
+        looks = element_looks(job) if not backdrop else []  # a subject given only as elements
+        if backdrop or looks:
+            reference = _open_image(_resolve_image(job, backdrop), request.id) if backdrop else looks[0]
             small = ImageOps.fit(reference, (max(16, width // 4), max(16, height // 4)), Image.Resampling.BILINEAR)
             small = small.filter(ImageFilter.GaussianBlur(radius=max(2, min(width, height) // 80)))
             background = Image.blend(small, Image.new("RGB", small.size, (0, 0, 0)), 0.35)
@@ -643,7 +645,10 @@ def _build_shots(job: Job, width: int, height: int, crop_ratios: Sequence[float]
             subtitle += f" (cut keeps {keep:g} s)"
         if len(ranges) > 1:
             subtitle += f" · shot {number + 1}/{len(ranges)} of {request.id}"
-        subtitle += " · continues the scene" if body_start and not references else " · text to video"
+        if body_start and not references:
+            subtitle += " · continues the scene"
+        else:
+            subtitle += " · over its element" if looks else " · text to video"
         camera = _CameraCanvas(background, CARD_MOVE, width, height, frames, sharp=False)
         card = _Overlay.of(*_card_overlay(shot_id, subtitle, prompt, text_area))
         shots.append(_Shot(start, frames, camera, None, [card]))
