@@ -76,7 +76,6 @@ from storyboard.render.journal import (
     IN_FLIGHT,
     AccountBudgetExceeded,
     AlreadyClaimed,
-    ElementVoice,
     Journal,
     RequestRecord,
     claim_timeout,
@@ -111,14 +110,6 @@ class RenderEvent:
     elapsed: float
     units: float
     message: str = ""
-
-
-def cloned_voice_line(reference: str, voice: ElementVoice) -> str:
-    """What the user is told of a voice Kling cloned from an element's clip (an event line, ``status``)."""
-    name = f"{voice.voice_name} " if voice.voice_name else ""
-    listen = f", listen: {voice.trial_url}" if voice.trial_url else ""
-    return (f"element {reference}: Kling cloned the voice in its clip, {name}(voice_id {voice.voice_id}{listen}); "
-            "it is bound to the element and journaled, never registered again")
 
 
 @dataclass
@@ -531,8 +522,8 @@ class _Run:
                 self.journal.record_element(self.name, digest, registered.element_id)
                 if registered.cloned_voice is not None:  # Kling heard a voice in the clip (video element)
                     self.journal.record_element_voice(self.name, digest, registered.element_id,
-                                                      registered.cloned_voice)
-                    self.emit(request, "processing", cloned_voice_line(registration.reference, registered.cloned_voice))
+                                                      registration.reference, registered.cloned_voice)
+                    self.emit(request, "processing", registered.cloned_voice.shown(registration.reference))
                 return registered.element_id
             self.element_tasks[digest] = asyncio.ensure_future(register())
         try:

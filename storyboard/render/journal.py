@@ -182,6 +182,7 @@ MIGRATIONS: list[str] = [
         provider TEXT NOT NULL,
         digest TEXT NOT NULL,
         element_id INTEGER NOT NULL,
+        reference TEXT,
         voice_id TEXT NOT NULL,
         voice_name TEXT,
         trial_url TEXT,
@@ -208,6 +209,13 @@ class ElementVoice:
     trial_url: str | None = None
     """Where Kling lets one listen to the cloned voice."""
     owned_by: str | None = None
+
+    def shown(self, reference: str) -> str:
+        """What the user is told of it (the run's event line, ``storyboard status``)."""
+        name = f"{self.voice_name} " if self.voice_name else ""
+        listen = f", listen: {self.trial_url}" if self.trial_url else ""
+        return (f"element {reference}: Kling cloned the voice in its clip, {name}(voice_id {self.voice_id}{listen}); "
+                "it is bound to the element and journaled, never registered again")
 
 
 def _element_voice(row: dict[str, Any]) -> ElementVoice:
@@ -842,13 +850,16 @@ class Journal:
                   " ON CONFLICT (provider, digest) DO UPDATE SET element_id=excluded.element_id,"
                   " created_at=excluded.created_at", (provider, digest, int(element_id), self._clock()))
 
-    def record_element_voice(self, provider: str, digest: str, element_id: int, voice: ElementVoice) -> None:
-        """Journal the voice Kling cloned for a video element (one row per element, replaced if it changes)."""
-        self._sql("INSERT INTO element_voices (provider, digest, element_id, voice_id, voice_name, trial_url, owned_by,"
-                  " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, digest) DO UPDATE SET"
-                  " element_id=excluded.element_id, voice_id=excluded.voice_id, voice_name=excluded.voice_name,"
-                  " trial_url=excluded.trial_url, owned_by=excluded.owned_by, created_at=excluded.created_at",
-                  (provider, digest, int(element_id), voice.voice_id, voice.voice_name, voice.trial_url,
+    def record_element_voice(self, provider: str, digest: str, element_id: int, reference: str,
+                             voice: ElementVoice) -> None:
+        """Journal the voice Kling cloned for a video element (one row per element, replaced if it changes);
+        ``reference`` is the storyboard's name for the element, for ``status``."""
+        self._sql("INSERT INTO element_voices (provider, digest, element_id, reference, voice_id, voice_name, trial_url,"
+                  " owned_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, digest) DO UPDATE"
+                  " SET element_id=excluded.element_id, reference=excluded.reference, voice_id=excluded.voice_id,"
+                  " voice_name=excluded.voice_name, trial_url=excluded.trial_url, owned_by=excluded.owned_by,"
+                  " created_at=excluded.created_at",
+                  (provider, digest, int(element_id), reference, voice.voice_id, voice.voice_name, voice.trial_url,
                    voice.owned_by, self._clock()))
 
     def element_voice(self, provider: str, digest: str) -> ElementVoice | None:
@@ -857,11 +868,11 @@ class Journal:
                         " WHERE provider=? AND digest=?", (provider, digest)).fetchone()
         return None if row is None else _element_voice(dict(row))
 
-    def element_voices(self, provider: str) -> dict[str, ElementVoice]:
-        """Element digest -> the voice Kling cloned for it, for every video element journaled on ``provider``."""
-        rows = self._sql("SELECT digest, voice_id, voice_name, trial_url, owned_by FROM element_voices"
-                         " WHERE provider=?", (provider,)).fetchall()
-        return {str(row["digest"]): _element_voice(dict(row)) for row in rows}
+    def element_voices(self) -> list[tuple[str, str, ElementVoice]]:
+        """(provider, element reference, cloned voice) of every video element whose clip Kling cloned a voice from."""
+        rows = self._sql("SELECT provider, reference, voice_id, voice_name, trial_url, owned_by FROM element_voices"
+                         " ORDER BY provider, reference, created_at").fetchall()
+        return [(str(row["provider"]), str(row["reference"] or "?"), _element_voice(dict(row))) for row in rows]
 
     def voice_id(self, provider: str, digest: str) -> str | None:
         value = self.store.scalar("SELECT voice_id FROM voices WHERE provider=? AND digest=?", (provider, digest))
