@@ -94,6 +94,7 @@ from storyboard.plan.rules import (
     check_text,
     check_voiced_element,
     check_voices_in_request,
+    forced_voice_list_note,
     prompt_location,
     prompt_too_long,
     seconds_text,
@@ -112,7 +113,6 @@ from storyboard.plan.standard_rules import check_api, check_inline_words
 from storyboard.plan.video_elements import (
     check_video_elements_in_request,
     check_video_reference,
-    check_video_reference_uses,
     is_video_reference,
 )
 from storyboard.workspace import Workspace
@@ -182,7 +182,6 @@ class _Planning:
             if reference.video is not None:
                 check_video_reference(self.findings, ref)
         for shot in shots:
-            check_video_reference_uses(self.findings, shot)
             if own_request_kind(shot.spec):
                 check_kind_shot(self.findings, shot)
                 continue
@@ -334,6 +333,9 @@ class _Planning:
             notes.append(
                 f"unmodelled fields sent as written (extra; not checked by validate, Kling judges them): {', '.join(added)}"
             )
+        forced = forced_voice_list_note(self.findings, first, added)
+        if forced:
+            notes.append(forced)
 
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]

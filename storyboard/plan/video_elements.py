@@ -5,7 +5,7 @@ one clip (mp4/mov, 3-8 s, 1080p, 16:9 or 9:16, at most 200 MB, a realistic human
 §3.1) fetched by URL, clones a human voice it hears in the clip and binds it to the element, and
 lets only some models use it. Every other place a reference can go (a start or end frame, an
 avatar's face, a motion-control character, a reference image) needs a picture, so each of those
-uses is refused here at its line, before anything is priced.
+uses is refused at its line by the loader (``load.loader``), before anything is planned.
 
 Where the sources disagree (kling-api-2.md §2.1, §3.1, §3.3):
 
@@ -57,7 +57,9 @@ def check_video_reference(findings: Findings, ref: str) -> None:
     assert reference.video is not None
     location = findings.at("references", ref, "video")
     facts = video_facts(findings, location, reference.video, VIDEO_ELEMENT_LIMITS)
-    if facts is not None and (facts.width, facts.height) not in VIDEO_ELEMENT_SIZES:
+    limits = VIDEO_ELEMENT_LIMITS
+    if facts is not None and limits.min_side <= min(facts.width, facts.height) and \
+            max(facts.width, facts.height) <= limits.max_side and (facts.width, facts.height) not in VIDEO_ELEMENT_SIZES:
         findings.error(
             location,
             f"{reference.video} is {facts.width}x{facts.height}: Kling makes a video-character element from a "
@@ -70,27 +72,6 @@ def check_video_reference(findings: Findings, ref: str) -> None:
             f"{reference.video} has no url: Kling fetches element videos by URL only, so only the preview provider "
             f"can render the shots that use {ref}; add url: to register the element on Kling",
         )
-
-
-def check_video_reference_uses(findings: Findings, shot: ResolvedShot) -> None:
-    """A video reference named where Kling takes a picture is refused at that line."""
-    board = findings.board
-    spec = shot.spec
-    picture_uses: list[tuple[tuple[str, ...], str | None, str]] = [
-        ((name,), getattr(spec, name), f"a {name.replace('_', ' ')}") for name in ("start_frame", "end_frame")
-    ]
-    if spec.motion_control is not None:
-        picture_uses.append((("motion_control", "character"), spec.motion_control.character,
-                             "a motion-control character (its image is the start)"))
-    if spec.avatar is not None:
-        picture_uses.append((("avatar", "image"), spec.avatar.image, "an avatar's face"))
-    for path, value, what in picture_uses:
-        if is_video_reference(board, value):
-            findings.error(
-                findings.at("shots", shot.index, *path),
-                f"reference {value} is a video (a video-character element): Kling takes a picture as {what}, "
-                f"not a video: name an image reference or an image path, and list {value} in references instead",
-            )
 
 
 def check_video_elements_in_request(
