@@ -226,15 +226,29 @@ class CustomVoice(Strict):
         return value
 
 
+def _reference_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a reference: its string short form, and the mapping's rules between fields.
+
+    Why spelled out: the model's after-validator (exactly one of image or video; url, a subject role,
+    no ``element: false`` and no extra views only with a video) is invisible to pydantic's schema,
+    and editors must refuse what the loader refuses. ``if``/``then`` reads the same in Draft 7.
+    """
+    schema["oneOf"] = [{"required": ["image"]}, {"required": ["video"]}]
+    schema["allOf"] = [
+        {"if": {"required": ["url"]}, "then": {"required": ["video"]}},
+        {"if": {"required": ["video"]}, "then": {"properties": {
+            "role": {"const": "subject"},
+            "element": {"not": {"const": False}, "properties": {"extra_images": {"maxItems": 0}}},
+        }}},
+    ]
+    _short_forms({"type": "string", "description": "Shorthand: just the image path (a subject reference)."})(schema)
+
+
 class Reference(Strict):
     """A named image (or, for a video-character element, a video) bound to the project as a subject,
     a style or an environment."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_short_forms(
-            {"type": "string", "description": "Shorthand: just the image path (a subject reference)."}
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=lambda schema: _reference_schema(schema))
 
     image: str | None = Field(
         None,
