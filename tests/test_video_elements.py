@@ -334,13 +334,15 @@ def test_a_voice_in_the_clip_is_cloned_journaled_shown_and_never_registered_agai
     folder = project(board())
     plan = planner.plan(load(folder))
     events: list[engine.RenderEvent] = []
-    assert render(plan, folder, fake, events=events.append).ok
+    first = render(plan, folder, fake, events=events.append)
+    assert first.ok and len(first.cloned_voices) == 1
     (task,) = [t for t in fake.tasks.values() if t.element]
     voice = task.element["element_voice_info"]
     assert voice["voice_id"] and "element_voice_id" not in task.body
     line = (f"element host: Kling cloned the voice in its clip, Host voice (voice_id {voice['voice_id']}, listen: "
             f"{voice['trial_url']}); it is bound to the element and journaled, never registered again")
     assert [e.message for e in events if "cloned" in e.message] == [line]
+    assert render(plan, folder, fake).cloned_voices == [], "a second run clones nothing and says nothing"
     with Journal.open(folder) as journal:
         ((provider, reference, journaled),) = journal.element_voices()
     assert (provider, reference, journaled.voice_id, journaled.voice_name) == ("kling", "host", voice["voice_id"],
@@ -401,3 +403,25 @@ def test_the_preview_draws_a_frame_of_the_elements_clip(project):
     blue = mean_colour(project(board(url=None, clip="tall.mp4")))
     assert red[0] > red[2] + 40, red
     assert blue[2] > blue[0] + 40, blue
+
+
+def test_on_the_new_api_a_video_element_is_an_element_part_and_renders_at_its_price(project):
+    from test_kling_standard_client import assert_paid_once, creates_sent
+    from test_kling_standard_client import render as render_standard
+
+    fake = FakeKling(polls_to_finish=1, require_known_elements=True)
+    folder = project(board().replace("strategy: per_shot,", "strategy: per_shot, api: new,"))
+    plan = planner.plan(load(folder))
+    (request,) = plan.requests
+    assert request.endpoint == "/omni-video/kling-3.0-omni"
+    assert render_standard(plan, folder, fake).ok
+    (task,) = [t for t in fake.tasks.values() if t.element]
+    assert task.body["reference_type"] == "video_refer"
+    import json
+
+    (sent,) = creates_sent(fake)
+    assert json.loads(sent.content)["contents"] == [
+        {"type": "prompt", "text": '@element_1 says: "Welcome back."'},
+        {"type": "element", "element_id": str(task.element_id), "id": "element_1"},
+    ]
+    assert_paid_once(plan, folder, fake)

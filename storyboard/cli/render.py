@@ -212,6 +212,8 @@ class Reporter:
                       f"{len(result.skipped)} skipped; spent {cost}"
                       + (f" (+{result.units_resumed:g} units for tasks an earlier run submitted)"
                          if result.units_resumed else ""), markup=False)
+        for line in result.cloned_voices:
+            console.print(line, markup=False)
         for request_id, reason in result.failed:
             err_console.print(f"failed {request_id}: {reason}", style="red", markup=False)
         for request_id, reason in result.skipped:

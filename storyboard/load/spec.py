@@ -248,7 +248,7 @@ class Reference(Strict):
     """A named image (or, for a video-character element, a video) bound to the project as a subject,
     a style or an environment."""
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: _reference_schema(schema))
+    model_config = ConfigDict(json_schema_extra=_reference_schema)
 
     image: str | None = Field(
         None,

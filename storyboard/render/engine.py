@@ -131,6 +131,8 @@ class RenderResult:
     clips: dict[str, Path] = field(default_factory=dict)
     """Request key -> verified clip."""
     fatal: str | None = None
+    cloned_voices: list[str] = field(default_factory=list)
+    """One line per voice Kling cloned this run from a video element's clip (journaled with the element)."""
 
     @property
     def ok(self) -> bool:
@@ -523,7 +525,9 @@ class _Run:
                 if registered.cloned_voice is not None:  # Kling heard a voice in the clip (video element)
                     self.journal.record_element_voice(self.name, digest, registered.element_id,
                                                       registration.reference, registered.cloned_voice)
-                    self.emit(request, "processing", registered.cloned_voice.shown(registration.reference))
+                    shown = registered.cloned_voice.shown(registration.reference)
+                    self.result.cloned_voices.append(shown)
+                    self.emit(request, "processing", shown)
                 return registered.element_id
             self.element_tasks[digest] = asyncio.ensure_future(register())
         try:
