@@ -23,6 +23,7 @@ from tests.test_journal import (  # noqa: F401
     test_lifecycle_and_retry_attempt_ids,
     test_only_one_of_two_racing_reclaims_wins,
 )
+from tests.test_video_elements import test_a_cloned_voice_is_journaled_per_element_replaced_and_copied  # noqa: F401
 
 # These delete ``.storyboard/`` to lose the journal; a shared journal does not live there (it keeps
 # every row, which is the point), so the "journal deleted" story does not apply to it.

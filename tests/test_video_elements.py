@@ -425,3 +425,26 @@ def test_on_the_new_api_a_video_element_is_an_element_part_and_renders_at_its_pr
         {"type": "element", "element_id": str(task.element_id), "id": "element_1"},
     ]
     assert_paid_once(plan, folder, fake)
+
+
+# ---- the journal's record of cloned voices (also run on PostgreSQL: tests/test_journal_parity.py) ---
+
+
+def test_a_cloned_voice_is_journaled_per_element_replaced_and_copied(tmp_path):
+    from storyboard.render.journal import ElementVoice
+
+    digest = "e" * 64
+    with Journal.open(tmp_path / "a") as journal:
+        assert journal.element_voice("kling", digest) is None and journal.element_voices() == []
+        journal.record_element("kling", digest, 829836802793406551)
+        journal.record_element_voice("kling", digest, 829836802793406551, "host",
+                                     ElementVoice("855000000000000001", "Host voice", "https://t.test/1.mp3", "42"))
+        journal.record_element_voice("kling", digest, 829836802793406551, "host",
+                                     ElementVoice("855000000000000002", "Host voice", None, "42"))
+        assert journal.element_voice("kling", digest) == ElementVoice("855000000000000002", "Host voice", None, "42")
+        assert journal.element_voice("preview", digest) is None
+        assert journal.element_voices() == [("kling", "host", journal.element_voice("kling", digest))]
+        with Journal.open(tmp_path / "b") as target:
+            copied = journal.copy_into(target)
+            assert target.element_voice("kling", digest) == journal.element_voice("kling", digest)
+    assert copied["element_voices"][0] == 1
