@@ -370,7 +370,7 @@ class _Planning:
 
     def _frame_path(self, value: str) -> str:
         reference = self.board.references.get(value)
-        return reference.image if reference and reference.image else value  # a video: refused (plan.video_elements)
+        return reference.image if reference and reference.image else value  # a video: refused by load.loader
 
     def _prompts(self, group: Group, inputs: RequestInputs) -> list[str]:
         # an intelligence request sends one plain prompt: each shot renders as a single shot would
