@@ -182,3 +182,22 @@ def test_the_strict_new_api_fake_refuses_an_unnamed_voice_part_and_voice_parts_e
     assert elsewhere["code"] == 1201 and "part type 'voice' is not allowed on /image-to-video/kling-3.0" in \
         elsewhere["message"]
     assert fake.charged_units == 0
+
+
+def test_the_cli_prints_klings_answer_to_a_forced_voice_list(make_project, no_keys):
+    from typer.testing import CliRunner
+
+    from storyboard.cli import _register_commands, app
+    from tests.conftest import use_kling
+    from tests.fakes.server import serve
+
+    _register_commands()
+    fake = FakeKling(polls_to_finish=1)
+    folder = make_project(FORCED.format(sound="true"), images=IMAGES)
+    with serve(fake) as base_url:
+        use_kling(no_keys, fake, base_url)
+        result = CliRunner().invoke(app, ["render", str(folder), "--yes"])
+    assert result.exit_code == 1
+    assert "voice_list: voice control is only supported on kling-v2-6 pro 5/10 s, not kling-v3 pro" in result.output
+    assert fake.access_key not in result.output and fake.secret_key not in result.output
+    assert fake.charged_units == 0
