@@ -36,6 +36,7 @@ from tests.test_lip_sync import (  # noqa: F401
     test_an_expired_face_session_is_identified_again_and_says_so,
     test_every_form_renders_charged_exactly_its_price_and_a_second_run_pays_nothing,
 )
+from tests.test_video_elements import test_a_cloned_voice_is_journaled_per_element_replaced_and_copied  # noqa: F401
 
 # These delete ``.storyboard/`` to lose the journal; a shared journal does not live there (it keeps
 # every row, which is the point), so the "journal deleted" story does not apply to it.

@@ -387,9 +387,10 @@ def test_register_element_polls_until_it_has_an_id(tmp_path):
     registration = ElementRegistration(placeholder="element://sha256/" + "3" * 64, reference="mira", name="Mira",
                                        description="a woman in a green raincoat", frontal_image="image://sha256/" + "3" * 64,
                                        refer_images=["image://sha256/" + "4" * 64], tags=["o_102"])
-    element_id = run(provider.register_element(registration, {"image://sha256/" + "3" * 64: front,
+    registered = run(provider.register_element(registration, {"image://sha256/" + "3" * 64: front,
                                                                "image://sha256/" + "4" * 64: side}))
-    assert element_id == 829836802793406551 and isinstance(element_id, int)
+    element_id = registered.element_id
+    assert element_id == 829836802793406551 and isinstance(element_id, int) and registered.cloned_voice is None
     body = kling.posts[0]
     assert body["reference_type"] == "image_refer" and body["tag_list"] == [{"tag_id": "o_102"}]
     assert body["element_image_list"]["frontal_image"] == base64.b64encode(front.read_bytes()).decode()

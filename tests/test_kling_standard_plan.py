@@ -96,8 +96,8 @@ def test_the_default_api_is_legacy_and_bodies_and_keys_do_not_change(make_projec
          2, "defaults.api", "is not on Kling's new-standard API"),
         ("defaults: {model: kling-v3, api: new, cfg_scale: 0.5}\nshots:\n  - {id: a, duration: 5, prompt: x}",
          2, "defaults.cfg_scale", "the new API has no cfg_scale"),
-        ("defaults: {model: kling-v2-6, api: new}\nshots:\n  - {id: a, duration: 5, prompt: x, voices: [v1]}",
-         4, "shots[0].voices", "the new API has no voices"),
+        ("defaults: {model: kling-v3, api: new}\nshots:\n  - {id: a, duration: 5, prompt: x, voices: [v1]}",
+         4, "shots[0].voices", "the new API takes voices (voice parts) on kling-v2-6 image-to-video only"),
         ("defaults: {model: kling-v3-turbo}\nshots:\n  - {id: a, duration: 3, prompt: x; y}\n"
          "  - {id: b, duration: 3, prompt: z}", 4, "shots[0].prompt", "contains ';'"),
     ],

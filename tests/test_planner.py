@@ -492,7 +492,9 @@ CHECK_CASES = [
         "kling-v3 takes no voice_list (Kling's 2026 capability map: voice control is not supported on 3.0): "
         "a 3.0 voice comes through an element: give the speaking reference element: {voice_id: <voice id>}, "
         "list it in this shot's references, set sound: true and name it in the prompt (ref() in templates); "
-        "or render this shot on kling-v2-6 pro with voices",
+        "or render this shot on kling-v2-6 pro with voices; or, to try Kling anyway, force the field with "
+        "extra: {voice_list: [{voice_id: <voice id>}]} (sent unchanged on the legacy API, unverified; "
+        "Kling's answer is shown)",
         id="voices-on-v3",
     ),
     pytest.param(

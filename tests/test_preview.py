@@ -382,8 +382,8 @@ def test_provider_register_element_is_stable_and_int64(tmp_path):
         frontal_image="image://sha256/" + "ab" * 32,
         refer_images=["image://sha256/" + "cd" * 32],
     )
-    first = asyncio.run(provider.register_element(registration, {}))
-    assert first == asyncio.run(provider.register_element(registration, {}))
+    first = asyncio.run(provider.register_element(registration, {})).element_id
+    assert first == asyncio.run(provider.register_element(registration, {})).element_id
     assert 0 < first < 2**63
 
 

@@ -105,7 +105,7 @@ def test_take_one_keeps_its_key_and_a_retake_renames_the_chained_request(make_pr
 
 def test_journal_migration_and_take_choice(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite")
-    assert journal.schema_version == len(MIGRATIONS) >= 5  # later steps append (voices, TTS, lip sync)
+    assert journal.schema_version == len(MIGRATIONS) >= 5  # later steps append (TTS, lip sync, element voices)
     assert journal.take_choices() == {}
     journal.record_verdict("b", 1, "one", "rejected", "too dark")
     journal.add_take("b", 2, "k2", "r01-one", "re-take")

@@ -212,6 +212,8 @@ class Reporter:
                       f"{len(result.skipped)} skipped; spent {cost}"
                       + (f" (+{result.units_resumed:g} units for tasks an earlier run submitted)"
                          if result.units_resumed else ""), markup=False)
+        for line in result.cloned_voices:
+            console.print(line, markup=False)
         for request_id, reason in result.failed:
             err_console.print(f"failed {request_id}: {reason}", style="red", markup=False)
         for request_id, reason in result.skipped:
@@ -361,6 +363,7 @@ def status(
         records = journal.records(project=mine)
         runs = journal.runs(project=mine)
         charged = sum((r.units or 0.0) + r.prior_units for r in records) if mine else journal.units_charged()
+        cloned = journal.element_voices()
         where = f" (shared journal {journal.store.location}, project {mine})" if mine else ""
     table = Table(title=f"Journal of {project_dir}{where}")
     for column in ("provider", "request", "state", "attempt", "task", "units", "note"):
@@ -382,3 +385,5 @@ def status(
     console.print(f"{len(runs)} run(s), last {when} ({last.outcome or 'running or interrupted'} on {last.provider})"
                   if last else "no runs", markup=False)
     console.print(f"total charged: {charged:g} units (${charged * UNIT_PRICE_USD:.2f})", markup=False)
+    for provider, reference, voice in cloned:
+        console.print(f"{provider}: {voice.shown(reference)}", markup=False)

@@ -295,6 +295,7 @@ def load_document(document: YamlDocument, file: Path, project_dir: Path) -> Load
     parts = _Parts.of(storyboard, document.data)
     problems.extend(_check_ids(document, parts))
     problems.extend(_check_files(document, parts, files))
+    problems.extend(_video_reference_uses(document, parts))
 
     errors = [p for p in problems if p.severity == "error"]
     if errors or storyboard is None:
@@ -1159,11 +1160,42 @@ def _image_problems(facts: _ImageFacts, relative: str, location: Location, for_k
     return problems
 
 
+def _video_reference_uses(document: YamlDocument, parts: _Parts) -> list[Problem]:
+    """A video reference (a video-character element) named where Kling takes a picture, at that line.
+
+    Why at load: these fields name a file to upload as an image; a video reference has none, so
+    nothing after loading could use the value (plan.video_elements checks where elements go).
+    """
+    videos = {ref_id for ref_id, reference in parts.references.items() if reference.video is not None}
+    if not videos:
+        return []
+    problems: list[Problem] = []
+    for index, shot, raw in parts.shots:
+        uses: list[tuple[tuple[Part, ...], Any, str]] = [
+            (("shots", index, name), _shot_field(shot, raw, name), what)
+            for name, what in (("start_frame", "a start frame"), ("end_frame", "an end frame"))
+        ]
+        if shot is not None and shot.motion_control is not None:
+            uses.append((("shots", index, "motion_control", "character"), shot.motion_control.character,
+                         "a motion-control character (its image is the start)"))
+        if shot is not None and shot.avatar is not None:
+            uses.append((("shots", index, "avatar", "image"), shot.avatar.image, "an avatar's face"))
+        for path, value, what in uses:
+            if value in videos:
+                problems.append(Problem(
+                    document.locate(path),
+                    f"reference {value} is a video (a video-character element): Kling takes a picture as {what}, "
+                    f"not a video: name an image reference or an image path, and list {value} in references instead",
+                ))
+    return problems
+
+
 def _check_files(document: YamlDocument, parts: _Parts, files: _FileChecks) -> list[Problem]:
     """Check every file the storyboard names; each file is reported once, at its first use."""
     uses: list[tuple[str, tuple[Part, ...], bool]] = []  # (relative path, model path, goes to Kling)
     for ref_id, reference in parts.references.items():
-        uses.append((reference.image, ("references", ref_id, "image"), True))
+        if reference.image is not None:  # a video reference is probed by plan.video_elements
+            uses.append((reference.image, ("references", ref_id, "image"), True))
         if reference.element is not None:
             uses.extend(
                 (extra, ("references", ref_id, "element", "extra_images", i), True)

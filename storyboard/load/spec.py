@@ -226,18 +226,48 @@ class CustomVoice(Strict):
         return value
 
 
+def _reference_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a reference: its string short form, and the mapping's rules between fields.
+
+    Why spelled out: the model's after-validator (exactly one of image or video; url, a subject role,
+    no ``element: false`` and no extra views only with a video) is invisible to pydantic's schema,
+    and editors must refuse what the loader refuses. ``if``/``then`` reads the same in Draft 7.
+    """
+    schema["oneOf"] = [{"required": ["image"]}, {"required": ["video"]}]
+    schema["allOf"] = [
+        {"if": {"required": ["url"]}, "then": {"required": ["video"]}},
+        {"if": {"required": ["video"]}, "then": {"properties": {
+            "role": {"const": "subject"},
+            "element": {"not": {"const": False}, "properties": {"extra_images": {"maxItems": 0}}},
+        }}},
+    ]
+    _short_forms({"type": "string", "description": "Shorthand: just the image path (a subject reference)."})(schema)
+
+
 class Reference(Strict):
-    """A named image bound to the project as a subject, a style or an environment."""
+    """A named image (or, for a video-character element, a video) bound to the project as a subject,
+    a style or an environment."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_short_forms(
-            {"type": "string", "description": "Shorthand: just the image path (a subject reference)."}
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=_reference_schema)
 
-    image: str = Field(
+    image: str | None = Field(
+        None,
         description="Path relative to the project folder: JPG or PNG, at least 300 px a side (1024 advised), "
-        "ratio between 1:2.5 and 2.5:1, at most 10 MB."
+        "ratio between 1:2.5 and 2.5:1, at most 10 MB. Give image or video.",
+    )
+    video: str | None = Field(
+        None,
+        description="Or a video-character element's clip (path): mp4 or mov, 3-8 s, 1080p (1920x1080 or "
+        "1080x1920, 16:9 or 9:16), at most 200 MB, probed at validate. Kling takes only a realistic human in it "
+        "(validate cannot check that: Kling refuses the element otherwise); a human voice in the clip is cloned "
+        "and bound to the element. A video reference is always an element (kling-v3-omni; kling-v3 "
+        "image-to-video per Kling's capability map) and never a frame or a reference image.",
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Public http(s) URL of the same video, where Kling fetches it (element videos go by URL "
+        "only); without it only the preview provider can render the shots that use this element.",
     )
     role: Role = Field(
         "subject", description="subject (who or what appears), style (the look) or environment (the place)."
@@ -246,7 +276,7 @@ class Reference(Strict):
     element: Element | None = Field(
         None,
         description="true to register this image as a Kling element once, an existing element_id, "
-        "or a mapping (name, description, extra_images, tags, voice_id).",
+        "or a mapping (name, description, extra_images, tags, voice_id); a video reference is always one.",
     )
 
     @model_validator(mode="before")
@@ -255,8 +285,31 @@ class Reference(Strict):
         if isinstance(value, str):
             return {"image": value}
         if isinstance(value, dict) and value.get("element") is False:
+            if value.get("video") is not None:
+                raise ValueError("a video reference is always a Kling element (video_refer): remove element: false, "
+                                 "or give an image instead of the video")
             return {k: v for k, v in value.items() if k != "element"}
+        if isinstance(value, dict) and value.get("video") is not None and value.get("element") is None:
+            return {**value, "element": {}}  # a video reference is always an element
         return value
+
+    @model_validator(mode="after")
+    def _image_or_video(self) -> Reference:
+        if (self.image is None) == (self.video is None):
+            raise ValueError("a reference takes exactly one of image (a picture) or video (a video-character "
+                             "element's clip)")
+        if self.video is None:
+            if self.url is not None:
+                raise ValueError("url goes with video (Kling fetches element videos by URL); an image is uploaded "
+                                 "from its file: remove url")
+            return self
+        if self.role != "subject":
+            raise ValueError(f"a video reference is a character (a video-character element), not a {self.role}: "
+                             "remove role, or use an image")
+        if self.element is not None and self.element.extra_images:
+            raise ValueError("a video-character element is made from its clip alone: remove element.extra_images "
+                             "(extra views belong to image elements)")
+        return self
 
 
 _AXIS = "Strength -10..10; exactly one axis is non-zero in a simple move."

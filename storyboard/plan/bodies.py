@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from storyboard.load.spec import CameraControl, MotionBrush
 from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, VoiceRegistration
 from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO
+from storyboard.plan.video_elements import video_element_registration
 
 if TYPE_CHECKING:
     from storyboard.load.loader import LoadedStoryboard
@@ -55,9 +56,14 @@ def element_entry(
     assert element is not None
     if element.element_id is not None:
         return {"element_id": element.element_id}
-    frontal = images.of(reference.image)
     custom_voice = custom_voice_of(board, element.voice)
     voice_id = custom_voice.placeholder if custom_voice else element.voice_id
+    if reference.video is not None:  # a video-character element (plan.video_elements)
+        registration = video_element_registration(images.loaded, ref, voice_id, custom_voice)
+        registrations.append(registration)
+        return {"element_id": registration.placeholder}
+    assert reference.image is not None
+    frontal = images.of(reference.image)
     placeholder = ELEMENT_SCHEME + element_digest(frontal[len(IMAGE_SCHEME) :], voice_id)
     description = element.description or reference.description or ref
     registrations.append(

@@ -31,7 +31,7 @@ def inline_shots(prompts: list[str], durations: list[int]) -> str:
     return " ".join(f"shot {n}, {seconds}, {text};" for n, (text, seconds) in enumerate(zip(prompts, durations), 1))
 
 
-_LEGACY_TOKEN = re.compile(r"<<<((?:image|element|video)_[0-9]+)>>>")
+_LEGACY_TOKEN = re.compile(r"<<<((?:image|element|video|voice)_[0-9]+)>>>")
 """The legacy ``<<<image_1>>>`` tokens; the new API names a labelled part ``@image_1`` (§2.2)."""
 
 
@@ -98,8 +98,15 @@ def image2video_body(parts: RequestParts, model: StandardModel) -> dict[str, Any
     if parts.end_image:
         contents.append({"type": "last_frame", "url": parts.end_image})
     contents.extend(_element_parts(parts))
+    contents.extend(voice_parts(parts))
     body: dict[str, Any] = {"contents": contents, "settings": _settings(parts, model, aspect_ratio=False)}
     return _finish(body, parts)
+
+
+def voice_parts(parts: RequestParts) -> list[dict[str, Any]]:
+    """kling-2.6 image-to-video's ``voice`` parts (§7.3: at most 2, audio on), labelled ``voice_N``: the
+    prompt names each as ``@voice_N`` (``voice(n)`` in templates), as legacy names ``<<<voice_N>>>``."""
+    return [{"type": "voice", "voice_id": voice_id, "id": f"voice_{n}"} for n, voice_id in enumerate(parts.voices, 1)]
 
 
 def omni_body(parts: RequestParts, model: StandardModel) -> dict[str, Any]:

@@ -287,7 +287,7 @@ def _check_kept(findings: Findings, shot: ResolvedShot, output: float, what: str
 
 def _image_path(findings: Findings, value: str) -> str:
     reference = findings.board.references.get(value)
-    return reference.image if reference else value
+    return reference.image if reference and reference.image else value  # a video: refused by load.loader
 
 
 # --- building one request of a kind of its own -------------------------------------------------------------

@@ -94,6 +94,7 @@ from storyboard.plan.rules import (
     check_text,
     check_voiced_element,
     check_voices_in_request,
+    forced_voice_list_note,
     prompt_location,
     prompt_too_long,
     seconds_text,
@@ -109,6 +110,11 @@ from storyboard.plan.shots import (
     resolve_shots,
 )
 from storyboard.plan.standard_rules import check_api, check_inline_words
+from storyboard.plan.video_elements import (
+    check_video_elements_in_request,
+    check_video_reference,
+    is_video_reference,
+)
 from storyboard.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -172,6 +178,9 @@ class _Planning:
 
     def _plan_pass(self) -> None:
         shots = resolve_shots(self.board)
+        for ref, reference in self.board.references.items():
+            if reference.video is not None:
+                check_video_reference(self.findings, ref)
         for shot in shots:
             if own_request_kind(shot.spec):
                 check_kind_shot(self.findings, shot)
@@ -207,7 +216,10 @@ class _Planning:
             notes.append(f"new request: {group.reason}")
         family = family_of(self.board, group.shots)
         inputs = inputs_of(self.board, group.shots, family)
-        check_request_shape(self.findings, group.shots, family, inputs.text_refs, group.explicit is not None)
+        notes.extend(check_video_elements_in_request(
+            self.findings, group.shots, family, inputs, first.spec.video_reference is not None))
+        text_refs = [ref for ref in inputs.text_refs if not is_video_reference(self.board, ref)]  # refused above
+        check_request_shape(self.findings, group.shots, family, text_refs, group.explicit is not None)
         images = ImagePlaceholders(self.loaded)
         frames = self._frames(group, family, request_of_shot, images, notes)
         seconds = durations(self.findings, group, inputs, frames.end is not None, notes)
@@ -284,7 +296,7 @@ class _Planning:
         element = None
         motion = shot.spec.motion_control
         reference = self.board.references.get(motion.character) if motion is not None else None
-        if motion is not None and reference is not None and reference.element is not None:
+        if motion is not None and reference is not None and reference.element is not None and reference.video is None:
             if shot.model in MOTION_CONTROL_ELEMENT_MODELS:
                 check_element(self.findings, motion.character)
                 element = element_entry(self.board, motion.character, images, registrations)
@@ -321,6 +333,9 @@ class _Planning:
             notes.append(
                 f"unmodelled fields sent as written (extra; not checked by validate, Kling judges them): {', '.join(added)}"
             )
+        forced = forced_voice_list_note(self.findings, first, added)
+        if forced:
+            notes.append(forced)
 
     def _frames(
         self, group: Group, family: str, request_of_shot: dict[int, Request], images: ImagePlaceholders, notes: list[str]
@@ -355,7 +370,7 @@ class _Planning:
 
     def _frame_path(self, value: str) -> str:
         reference = self.board.references.get(value)
-        return reference.image if reference else value
+        return reference.image if reference and reference.image else value  # a video: refused by load.loader
 
     def _prompts(self, group: Group, inputs: RequestInputs) -> list[str]:
         # an intelligence request sends one plain prompt: each shot renders as a single shot would
@@ -404,7 +419,8 @@ class _Planning:
             negative_prompt=first.negative_prompt,
             start_image=frames.start,
             end_image=frames.end,
-            reference_images=[images.of(self.board.references[r].image) for r in inputs.image_refs],
+            reference_images=[images.of(image) for r in inputs.image_refs
+                              if (image := self.board.references[r].image) is not None],  # videos: refused
             voices=list(first.spec.voices),
             sound=first.sound if info.has_sound_field else None,
             cfg_scale=first.cfg_scale if info.cfg_scale else None,
@@ -634,14 +650,24 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         if request.get("face") is None:  # only an advanced lip sync has a face step (plan.lip_sync)
             request.pop("face", None)
         names = dict(request["images"])
+        media = dict(request["media"])
         for registration in request["elements"]:  # a voiced element's digest is not its image's
             digest = registration["placeholder"].removeprefix(ELEMENT_SCHEME)
+            if registration["reference_type"] == "video_refer":  # plan.video_elements
+                del registration["frontal_image"], registration["refer_images"]
+                if registration["video_url"].startswith(VIDEO_SCHEME):
+                    media[registration["video_url"]] = registration["video_file"]
+                voice = registration.get("voice_id")
+                names[digest] = registration["video_file"] + (f" voice {voice}" if voice else "")
+                continue
+            for field_name in ("reference_type", "video_url", "video_file"):  # image elements read as before
+                del registration[field_name]
             if registration.get("voice_id") and digest not in names:
                 frontal = names.get(registration["frontal_image"].removeprefix(IMAGE_SCHEME), "unknown")
                 custom = registration.get("custom_voice")
                 names[digest] = f"{frontal} voice {custom['voice'] if custom else registration['voice_id']}"
         for part in ("body", "shots", "elements"):
-            request[part] = _show_placeholders(request[part], names, request["media"])
+            request[part] = _show_placeholders(request[part], names, media)
         if not request["media"]:
             del request["media"]  # only the kinds of plan.kinds have media; other plans read as before
         if not request["speech"]:

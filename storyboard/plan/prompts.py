@@ -254,12 +254,15 @@ class PromptRenderer:
 
 
 def _voice_function(shot: ResolvedShot) -> Any:
-    """``voice(1)``: the ``<<<voice_1>>>`` token of the shot's first ``voices`` entry (kling-v2-6 voice_list).
+    """``voice(1)``: the token of the shot's first ``voices`` entry (kling-v2-6): ``<<<voice_1>>>`` on
+    the legacy API (``voice_list``), ``@voice_1`` on the new one (the ``voice`` part labelled
+    ``voice_1``, kling-api-2.md §7.3).
 
     Why a function and not the literal: it refuses, at the template's line, a number the shot's
     ``voices`` do not have, which Kling would otherwise refuse after the plan was priced. On 3.0 a
     voice speaks through its element: name the element with ``ref()`` instead.
     """
+    new_api = shot.api == "new"
 
     def voice(number: int) -> str:
         count = len(shot.spec.voices)
@@ -268,7 +271,7 @@ def _voice_function(shot: ResolvedShot) -> Any:
                 f"voice({number!r}): shot {shot.id} lists {count} voice(s) in voices"
                 + (f": use 1 to {count}" if count else "; on kling-v3 a voice speaks through its element: use ref()")
             )
-        return f"<<<voice_{number}>>>"
+        return f"@voice_{number}" if new_api else f"<<<voice_{number}>>>"
 
     return voice
 

@@ -124,8 +124,19 @@ class ElementRegistration(Frozen):
     reference: str
     name: str
     description: str
-    frontal_image: str = Field(description="Image placeholder of the frontal view.")
-    refer_images: list[str] = Field(description="Image placeholders of the extra views (1-3).")
+    frontal_image: str | None = Field(
+        None, description="Image placeholder of the frontal view (an image element; None for a video element)."
+    )
+    refer_images: list[str] = Field(default_factory=list, description="Image placeholders of the extra views (1-3).")
+    reference_type: Literal["image_refer", "video_refer"] = Field(
+        "image_refer", description="image_refer: a multi-image element; video_refer: a video-character element."
+    )
+    video_url: str | None = Field(
+        None,
+        description="A video element's clip as Kling fetches it: its URL, else a video:// placeholder that only the "
+        "preview can use (kling-api-2.md §3.1).",
+    )
+    video_file: str | None = Field(None, description="A video element's clip (project-relative path), for the preview.")
     tags: list[str] = Field(default_factory=list)
     voice_id: str | None = Field(
         None,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from storyboard.errors import Location, Problem
 from storyboard.load.spec import PREVIOUS_FRAME
 from storyboard.plan import capabilities as caps
-from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, OMNI, TEXT2VIDEO
+from storyboard.plan.capabilities import IMAGE2VIDEO, MULTI_IMAGE, NEW_API, OMNI, TEXT2VIDEO
 from storyboard.plan.shots import ResolvedShot, family_of, frames_of, inputs_of
 
 if TYPE_CHECKING:
@@ -131,7 +131,9 @@ def _check_voices(findings: Findings, shot: ResolvedShot) -> None:
             f"{model} takes no voice_list (Kling's 2026 capability map: voice control is not supported on 3.0): "
             "a 3.0 voice comes through an element: give the speaking reference element: {voice_id: <voice id>}, "
             "list it in this shot's references, set sound: true and name it in the prompt (ref() in templates); "
-            "or render this shot on kling-v2-6 pro with voices",
+            "or render this shot on kling-v2-6 pro with voices; or, to try Kling anyway, force the field with "
+            "extra: {voice_list: [{voice_id: <voice id>}]} (sent unchanged on the legacy API, unverified; "
+            "Kling's answer is shown)",
         )
         return
     if not info.voice_modes or mode not in info.voice_modes:
@@ -144,6 +146,25 @@ def _check_voices(findings: Findings, shot: ResolvedShot) -> None:
         findings.error(where, "voices need sound: set sound: true on this shot")
     if info.voice_modes and spec.start_frame is None:
         findings.error(where, "voices are offered only on image-to-video: give this shot a start_frame")
+
+
+def forced_voice_list_note(findings: Findings, shot: ResolvedShot, added: list[str]) -> str | None:
+    """The plan's note for a ``voice_list`` forced through ``extra`` on a 3.0 model (None: none forced there).
+
+    Why it is sent at all: the sources disagree whether kling-v3 takes ``voice_list``
+    (kling-api-2.md §3.3); the client guidance is to send a forced one unchanged and show the
+    server's answer. Its price is 3.0's native audio without voice control: the 2026 table has no
+    3.0 voice-control row, so that price is unverified too.
+    """
+    if "voice_list" not in added or shot.model not in VOICE_THROUGH_ELEMENTS or shot.api == NEW_API:
+        return None
+    if not shot.sound:
+        findings.advise(findings.where(shot, "sound"),
+                        f"shot {shot.id} forces voice_list but sound is off: Kling speaks a voice only with native "
+                        "audio (set sound: true)")
+    return (f"voice_list forced through extra on {shot.model}: Kling's capability map says 3.0 has no voice control "
+            "(kling-api-2.md §3.3), so it is sent unchanged and Kling's answer is shown; priced as native audio "
+            "without voice control (unverified: no 3.0 voice-control price exists)")
 
 
 def _check_cfg_and_negative(findings: Findings, shot: ResolvedShot) -> None:
@@ -389,6 +410,17 @@ def check_motion_brush(findings: Findings, shot: ResolvedShot, seconds: int) -> 
 def check_voices_in_request(findings: Findings, shot: ResolvedShot, prompt: str, has_elements: bool) -> bool:
     """Whether Kling will speak with the shot's voices (the prompt names one); reports what stops it."""
     where = findings.at("shots", shot.index, "voices")
+    if shot.api == NEW_API:  # the new API names a voice part by its label (plan.bodies_standard.voice_parts)
+        named = [n for n in range(1, len(shot.spec.voices) + 1)
+                 if f"@voice_{n}" in prompt or f"<<<voice_{n}>>>" in prompt]
+        if len(named) < len(shot.spec.voices):
+            missing = next(n for n in range(1, len(shot.spec.voices) + 1) if n not in named)
+            findings.error(
+                where,
+                f"on the new API each voice is a part the prompt must name: the prompt never says @voice_{missing} "
+                f"(voice({missing}) in templates): name it, or remove that voice",
+            )
+        return bool(named)
     voice = "<<<voice_" in prompt
     if not voice:
         findings.advise(
@@ -481,7 +513,7 @@ def check_element(findings: Findings, ref: str) -> None:
         )
     if element.element_id is not None:
         return
-    if not element.extra_images:
+    if not element.extra_images and reference.video is None:  # a video element is made from its clip alone
         findings.error(
             findings.at("references", ref, "element"),
             f"reference {ref} becomes a Kling element, which needs 1-3 more views of the subject: "

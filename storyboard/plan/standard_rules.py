@@ -71,12 +71,18 @@ def check_api(findings: Findings, shot: ResolvedShot) -> None:
                     f"{model} takes no elements, but reference {ref} is an element: use another model, "
                     f"or drop element from reference {ref}",
                 )
-    for name, what in (("camera_control", "camera_control"), ("motion_brush", "motion_brush"), ("voices", "voices")):
+    for name, what in (("camera_control", "camera_control"), ("motion_brush", "motion_brush")):
         if getattr(spec, name):
             findings.error(
                 findings.at("shots", shot.index, name),
                 f"the new API has no {what}: remove it (describe a camera move in camera: words) or set api: legacy",
             )
+    if spec.voices and model not in VOICE_PART_MODELS:
+        findings.error(
+            findings.at("shots", shot.index, "voices"),
+            f"the new API takes voices (voice parts) on kling-v2-6 image-to-video only, not {model}: "
+            "remove voices, use kling-v2-6 pro with a start_frame, or set api: legacy",
+        )
     if shot.cfg_scale is not None:
         findings.error(findings.where(shot, "cfg_scale"), "the new API has no cfg_scale: remove it or set api: legacy")
     if shot.negative_prompt:
@@ -88,6 +94,11 @@ def check_api(findings: Findings, shot: ResolvedShot) -> None:
         findings.error(findings.at("shots", shot.index, "references"), f"{model} takes no reference images")
     if family == IMAGE2VIDEO and spec.start_frame is None:
         findings.error(findings.at("shots", shot.index), "image-to-video on the new API needs a start_frame")
+
+
+VOICE_PART_MODELS = frozenset({"kling-v2-6"})
+"""Models whose new-standard image-to-video takes ``voice`` parts (kling-api-2.md §7.3: /image-to-video/kling-2.6);
+the rest of the voice rules (pro, 5 or 10 s, sound on, a start frame) are the legacy ones (``rules``)."""
 
 
 def check_inline_words(findings: Findings, shot: ResolvedShot, prompt: str) -> None:

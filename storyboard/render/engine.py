@@ -141,6 +141,8 @@ class RenderResult:
     clips: dict[str, Path] = field(default_factory=dict)
     """Request key -> verified clip."""
     fatal: str | None = None
+    cloned_voices: list[str] = field(default_factory=list)
+    """One line per voice Kling cloned this run from a video element's clip (journaled with the element)."""
 
     @property
     def ok(self) -> bool:
@@ -544,9 +546,15 @@ class _Run:
                 if registration.custom_voice is not None:  # its voice first: the element is bound to it
                     voice_id = await self._voice(registration.custom_voice)
                     concrete = registration.model_copy(update={"voice_id": voice_id})
-                element_id = await self.provider.register_element(concrete, images)
-                self.journal.record_element(self.name, digest, element_id)
-                return element_id
+                registered = await self.provider.register_element(concrete, images)
+                self.journal.record_element(self.name, digest, registered.element_id)
+                if registered.cloned_voice is not None:  # Kling heard a voice in the clip (video element)
+                    self.journal.record_element_voice(self.name, digest, registered.element_id,
+                                                      registration.reference, registered.cloned_voice)
+                    shown = registered.cloned_voice.shown(registration.reference)
+                    self.result.cloned_voices.append(shown)
+                    self.emit(request, "processing", shown)
+                return registered.element_id
             self.element_tasks[digest] = asyncio.ensure_future(register())
         try:
             return await asyncio.shield(self.element_tasks[digest])

@@ -207,6 +207,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (provider, source)
     );
     """,
+    # 8: the voice Kling cloned from a video-character element's clip (kling-api-2.md §3.1), kept
+    # with the element (same provider + digest) so it is shown, and never registered again
+    """
+    CREATE TABLE element_voices (
+        provider TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        element_id INTEGER NOT NULL,
+        reference TEXT,
+        voice_id TEXT NOT NULL,
+        voice_name TEXT,
+        trial_url TEXT,
+        owned_by TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (provider, digest)
+    );
+    """,
 ]
 """Ordered schema steps, each a few statements separated by ``;``, in SQL both SQLite and PostgreSQL
 accept (``journal_postgres`` widens ``INTEGER``/``REAL`` and spells ``AUTOINCREMENT`` its way).
@@ -231,6 +247,28 @@ class SpeechRecord:
 
 SPEECH_CHARGE_PREFIX = "speech:"
 """Ledger key of a TTS call (``charges.key``): 'speech:<digest>', one attempt per call."""
+
+
+@dataclass(frozen=True)
+class ElementVoice:
+    """The voice Kling cloned from a video element's clip and bound to it (``element_voice_info``)."""
+
+    voice_id: str
+    voice_name: str | None = None
+    trial_url: str | None = None
+    """Where Kling lets one listen to the cloned voice."""
+    owned_by: str | None = None
+
+    def shown(self, reference: str) -> str:
+        """What the user is told of it (the run's event line, ``storyboard status``)."""
+        name = f"{self.voice_name} " if self.voice_name else ""
+        listen = f", listen: {self.trial_url}" if self.trial_url else ""
+        return (f"element {reference}: Kling cloned the voice in its clip, {name}(voice_id {self.voice_id}{listen}); "
+                "it is bound to the element and journaled, never registered again")
+
+
+def _element_voice(row: dict[str, Any]) -> ElementVoice:
+    return ElementVoice(str(row["voice_id"]), row.get("voice_name"), row.get("trial_url"), row.get("owned_by"))
 
 
 @dataclass(frozen=True)
@@ -882,6 +920,30 @@ class Journal:
                   " ON CONFLICT (provider, digest) DO UPDATE SET element_id=excluded.element_id,"
                   " created_at=excluded.created_at", (provider, digest, int(element_id), self._clock()))
 
+    def record_element_voice(self, provider: str, digest: str, element_id: int, reference: str,
+                             voice: ElementVoice) -> None:
+        """Journal the voice Kling cloned for a video element (one row per element, replaced if it changes);
+        ``reference`` is the storyboard's name for the element, for ``status``."""
+        self._sql("INSERT INTO element_voices (provider, digest, element_id, reference, voice_id, voice_name, trial_url,"
+                  " owned_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, digest) DO UPDATE"
+                  " SET element_id=excluded.element_id, reference=excluded.reference, voice_id=excluded.voice_id,"
+                  " voice_name=excluded.voice_name, trial_url=excluded.trial_url, owned_by=excluded.owned_by,"
+                  " created_at=excluded.created_at",
+                  (provider, digest, int(element_id), reference, voice.voice_id, voice.voice_name, voice.trial_url,
+                   voice.owned_by, self._clock()))
+
+    def element_voice(self, provider: str, digest: str) -> ElementVoice | None:
+        """The voice cloned for the element journaled under ``digest`` (None: none heard, or not registered yet)."""
+        row = self._sql("SELECT voice_id, voice_name, trial_url, owned_by FROM element_voices"
+                        " WHERE provider=? AND digest=?", (provider, digest)).fetchone()
+        return None if row is None else _element_voice(dict(row))
+
+    def element_voices(self) -> list[tuple[str, str, ElementVoice]]:
+        """(provider, element reference, cloned voice) of every video element whose clip Kling cloned a voice from."""
+        rows = self._sql("SELECT provider, reference, voice_id, voice_name, trial_url, owned_by FROM element_voices"
+                         " ORDER BY provider, reference, created_at").fetchall()
+        return [(str(row["provider"]), str(row["reference"] or "?"), _element_voice(dict(row))) for row in rows]
+
     def voice_id(self, provider: str, digest: str) -> str | None:
         value = self.store.scalar("SELECT voice_id FROM voices WHERE provider=? AND digest=?", (provider, digest))
         return None if value is None else str(value)
@@ -1028,6 +1090,7 @@ class Journal:
             copied["speech"] = self._copy_rows(target, "speech", ("provider", "digest"), lambda d: d)
             # paid face recognition goes along (journal step 7: both journals are migrated on open)
             copied["face_sessions"] = self._copy_rows(target, "face_sessions", ("provider", "source"), lambda d: d)
+            copied["element_voices"] = self._copy_rows(target, "element_voices", ("provider", "digest"), lambda d: d)
             copied["charges"] = self._copy_rows(target, "charges", ("provider", "key", "attempt"), lambda d: d)
             copied["charges"] = self._charges_for_old_rows(target, copied["charges"])
         return copied

@@ -30,6 +30,13 @@ Decisions on the reference's open questions (all in one place so tests can rely 
   ``kling-v2-1-master``: rejected. ``voice_list`` on text2video: rejected (unknown field).
   ``aspect_ratio`` on image2video: rejected (output follows the image).
 * JSON ``null`` for a top-level optional field is treated as absent.
+* Elements (kling-api.md §7.1, kling-api-2.md §3.1): creating one is not charged (the reference
+  leaves its price open, kling-api.md §14; the planner prices none). ``video_refer`` takes exactly
+  one clip by http(s) URL (3-8 s by the URL rules below), never an image list; ``image_refer``
+  never a video list. A clip whose URL is in ``fake.voiced_videos`` holds a human voice: the element
+  comes back with a cloned ``element_voice_info`` (unless ``element_voice_id`` bound one). Omni with
+  a reference video takes the 2026-09 rule: at most 1 video-character element, never mixed with
+  multi-image elements or with reference images; kling-video-o1 takes no video-character element.
 * Duplicate ``external_task_id`` (account-wide): ``duplicate_external_id="reject"`` (default)
   -> 400/1201 ``"external_task_id: '<id>' is already used by task <task_id>; it must be unique"``;
   ``"return_existing"`` -> 200 with the existing task as a query shows it now (nothing new is
@@ -507,6 +514,9 @@ class FakeKling:
         self.face_sessions: dict[str, dict[str, Any]] = {}
         """session_id -> {"seconds", "aspect", "faces": [{face_id, start_time, end_time}], "expired"}."""
         self.identify_calls = 0
+        self.voiced_videos: set[str] = set()
+        """Video-element clip URLs that hold a human voice: Kling clones it and binds it to the element
+        (kling-api-2.md §3.1), so the element's ``element_voice_info`` names a new voice."""
 
         self._faults: list[Fault] = []
         self._scripts: list[_Script] = []
@@ -1045,8 +1055,7 @@ class FakeKling:
             "reference_type": body["reference_type"],
             "element_image_list": body.get("element_image_list", {}),
             "element_video_list": body.get("element_video_list", {}),
-            "element_voice_info": ({"voice_id": body["element_voice_id"], "voice_name": "voice",
-                                    "trial_url": "", "owned_by": "fake"} if body.get("element_voice_id") else {}),
+            "element_voice_info": self._element_voice_info(body),
             "tag_list": body.get("tag_list", []),
             "owned_by": "4123987",
             "status": "submitted",
@@ -1057,6 +1066,17 @@ class FakeKling:
         self._store(task)
         self.element_creates[external_id or ""] += 1
         return self._ok(self._create_data(task))
+
+    def _element_voice_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The voice bound to a new element: the one asked for, else a clone of a voice heard in its clip."""
+        if body.get("element_voice_id"):
+            return {"voice_id": body["element_voice_id"], "voice_name": "voice", "trial_url": "", "owned_by": "fake"}
+        clips = (body.get("element_video_list") or {}).get("refer_videos") or []
+        if body.get("reference_type") == "video_refer" and clips and clips[0]["video_url"] in self.voiced_videos:
+            voice_id = str(self._random.randrange(850_000_000_000_000_000, 860_000_000_000_000_000))
+            return {"voice_id": voice_id, "voice_name": f"{body['element_name']} voice"[:20],
+                    "trial_url": f"{self.cdn_base_url.rstrip('/')}/voices/{voice_id}.mp3", "owned_by": "4123987"}
+        return {}
 
     # --------------------------------------------------------------- voices
 
@@ -1606,8 +1626,18 @@ class FakeKling:
         has_video = bool(clips)
         if (first or end) and refer_type == "base":
             raise _invalid("image_list", "first/end frames cannot be combined with a 'base' (edit) video")
-        if has_video and any(self._is_video_element(e) for e in elements):
-            raise _invalid("element_list", "video-character elements are not allowed with a reference video")
+        video_elements = [e for e in elements if self._is_video_element(e)]
+        if video_elements and model == "kling-video-o1":
+            raise _invalid("element_list", "kling-video-o1 takes multi-image elements only, not video-character elements")
+        if has_video and video_elements:  # the 2026-09 rule (the 2026-03 page allowed none, kling-api-2.md §2.1)
+            if len(video_elements) > 1:
+                raise _invalid("element_list", "at most 1 video-character element with a reference video")
+            if len(video_elements) < len(elements):
+                raise _invalid("element_list", "video-character and multi-image elements cannot be mixed with a "
+                                               "reference video")
+            if images:
+                raise _invalid("image_list", "reference images cannot be combined with a video-character element "
+                                             "and a reference video")
         limit = 4 if has_video else 7
         if len(images) + len(elements) > limit:
             raise _invalid("image_list", f"images + elements must be at most {limit}"

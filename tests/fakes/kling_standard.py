@@ -153,7 +153,7 @@ FRAME_ID_ENDPOINTS = ("omni-video",)
 
 OPTIONS_FIELDS = frozenset({"callback_url", "external_task_id", "watermark_info"})
 INLINE_SHOT = re.compile(r"shot\s+([0-9]+)\s*,\s*([0-9]+)\s*,\s*([^;]*);", re.IGNORECASE)
-LABEL = re.compile(r"@((?:image|video|element)_[0-9]+)")
+LABEL = re.compile(r"@((?:image|video|element|voice)_[0-9]+)")
 
 
 @dataclass
@@ -394,10 +394,11 @@ class StandardApi:
                 if fake.require_known_elements and (task is None or task.status != "succeed"):
                     raise _invalid(f"{where}.element_id", f"element {element_id} does not exist")
                 found["elements"] += 1
-            elif kind == "voice":
+            elif kind == "voice":  # kling-2.6 i2v only (CAPABILITIES); the prompt names it @<id> (§7.3)
                 if not isinstance(part["voice_id"], str) or not part["voice_id"]:
                     raise _invalid(f"{where}.voice_id", "must be a non-empty string")
                 found["voices"] += 1
+                found.setdefault("voice_labels", []).append((where, part["id"]))
             found["types"].append(kind)
         types = found["types"]
         if "last_frame" in types and "first_frame" not in types:
@@ -431,6 +432,9 @@ class StandardApi:
             if not 3 <= motion[1] <= 30:
                 raise _invalid(motion[2], f"motion video must be 3-30 s, got {motion[1]:g} s")
         text = found.get("prompt_text", "")
+        for where, label in found.get("voice_labels", []):
+            if not re.search(rf"@{re.escape(str(label))}(?![0-9A-Za-z_])", text):
+                raise _invalid(f"{where}.id", f"the prompt must name voice '{label}' as @{label}")
         for label in LABEL.findall(text):
             if label not in found["labels"]:
                 raise _invalid("contents", f"the prompt refers to @{label} but no part has id '{label}'")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from storyboard.plan import ElementRegistration, Request, SpeechRequest, VoiceRegistration
+from storyboard.render.journal import ElementVoice
 
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 
@@ -96,6 +97,19 @@ class SpeechResult:
     """A local file of the speech, when the provider made one (the preview); Kling keeps its own."""
 
 
+@dataclass(frozen=True)
+class RegisteredElement:
+    """An element the account now has: its id, and the voice Kling cloned from its clip, if it heard one.
+
+    Why the voice comes back with the id: a video-character element's clip with a human voice is
+    cloned and bound by Kling itself (kling-api-2.md §3.1); the engine journals that voice with the
+    element and shows it, so nobody registers the same voice again.
+    """
+
+    element_id: int
+    cloned_voice: ElementVoice | None = None
+
+
 class Provider(Protocol):
     """A video provider. ``name`` goes into the journal so clips of one never satisfy another.
 
@@ -122,8 +136,8 @@ class Provider(Protocol):
     async def download(self, job: Job, state: TaskState, dest: Path) -> None:
         """Write the result video to ``dest`` (the engine verifies and renames it)."""
 
-    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
-        """Create the element (once per account; the engine journals the id) and return its element_id."""
+    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> RegisteredElement:
+        """Create the element (once per account; the engine journals the id and any cloned voice)."""
 
     async def register_voice(self, registration: VoiceRegistration) -> str:
         """Create the custom voice (once per account; the engine journals the id) and return its voice_id."""

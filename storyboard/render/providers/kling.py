@@ -57,8 +57,9 @@ from storyboard.errors import (
 from storyboard.plan import ELEMENT_SCHEME, IMAGE_SCHEME, VOICE_SCHEME, ElementRegistration, SpeechRequest, VoiceRegistration
 from storyboard.plan import capabilities as caps
 from storyboard.plan.speech import TTS_PATH, tts_body
-from storyboard.render.providers.base import Face, FaceSession, Job, SpeechResult, TaskState, TaskStatus
+from storyboard.render.providers.base import Face, FaceSession, Job, RegisteredElement, SpeechResult, TaskState, TaskStatus
 from storyboard.render.providers.kling_bodies import concrete_body
+from storyboard.render.providers.kling_element_views import cloned_voice
 from storyboard.render.providers.kling_http import (
     KlingAuth,
     KlingCredentials,
@@ -343,8 +344,12 @@ class KlingProvider(KlingHttp):
 
     # ---- elements -----------------------------------------------------------------------------
 
-    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
-        """Create an image element (§7.1), poll until it succeeds, return its element_id."""
+    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> RegisteredElement:
+        """Create an image or video-character element (§7.1, kling-api-2.md §3.1), poll until it succeeds.
+
+        A video element's clip goes by URL only: without one nothing is sent (the plan advised it).
+        Kling clones a human voice it hears in the clip; that voice comes back with the id.
+        """
 
         def b64(placeholder: str) -> str:
             path = images.get(placeholder) or images.get(placeholder.removeprefix(IMAGE_SCHEME))
@@ -352,17 +357,31 @@ class KlingProvider(KlingHttp):
                 raise InternalError(f"element {registration.reference}: no file for {placeholder}")
             return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
+        if registration.reference_type == "video_refer" and (
+                registration.video_url is None or not registration.video_url.startswith(("http://", "https://"))):
+            raise Rejected(
+                message=f"element {registration.reference} is made from a video Kling can only fetch by URL, and it "
+                "has none; nothing was sent.",
+                hint=f"add url: (a public http(s) link to the same file) beside references.{registration.reference}"
+                ".video, or use --provider preview",
+                details={"during": "element"},
+            )
+
         def body_for(external_id: str) -> dict[str, Any]:
             body: dict[str, Any] = {
                 "element_name": registration.name,
                 "element_description": registration.description,
-                "reference_type": "image_refer",
-                "element_image_list": {
+                "reference_type": registration.reference_type,
+            }
+            if registration.reference_type == "video_refer":
+                body["element_video_list"] = {"refer_videos": [{"video_url": registration.video_url}]}
+            else:
+                assert registration.frontal_image is not None
+                body["element_image_list"] = {
                     "frontal_image": b64(registration.frontal_image),
                     "refer_images": [{"image_url": b64(p)} for p in registration.refer_images],
-                },
-                "external_task_id": external_id,
-            }
+                }
+            body["external_task_id"] = external_id
             if registration.tags:
                 body["tag_list"] = [{"tag_id": tag} for tag in registration.tags]
             if registration.voice_id is not None:
@@ -392,7 +411,9 @@ class KlingProvider(KlingHttp):
             if status == "succeed":
                 elements = (data.get("task_result") or {}).get("elements") or []
                 if elements and elements[0].get("element_id") is not None:
-                    return int(elements[0]["element_id"])
+                    voice = cloned_voice(elements[0], registration.voice_id)
+                    return RegisteredElement(int(elements[0]["element_id"]),
+                                             voice if registration.reference_type == "video_refer" else None)
             if status == "failed":
                 raise TaskFailed(
                     message=f"Kling could not create the element for {registration.reference}: "

@@ -59,6 +59,7 @@ from storyboard.errors import DownloadFailed, Rejected, TaskFailed
 from storyboard.fonts import load_font
 from storyboard.media import MediaError, ffmpeg_exe, probe
 from storyboard.plan import (
+    ELEMENT_SCHEME,
     FRAME_SCHEME,
     IMAGE_SCHEME,
     SPEECH_SCHEME,
@@ -69,8 +70,9 @@ from storyboard.plan import (
     SpeechRequest,
     VoiceRegistration,
 )
-from storyboard.render.providers.base import Job, SpeechResult, TaskState
+from storyboard.render.providers.base import Job, RegisteredElement, SpeechResult, TaskState
 from storyboard.render.providers.camera import CameraMove, Viewpoint, read_camera
+from storyboard.render.providers.preview_elements import element_looks
 from storyboard.workspace import Workspace
 
 RENDERER_VERSION = "p2"
@@ -630,8 +632,9 @@ def _build_shots(job: Job, width: int, height: int, crop_ratios: Sequence[float]
         # A later shot of a multi-shot image-to-video request continues from the request's start
         # frame (Kling carries the scene on), so its card sits over that image, not a neutral one.
         backdrop = references[0] if references else body_start
-        if backdrop:
-            reference = _open_image(_resolve_image(job, backdrop), request.id)
+        looks = element_looks(job) if not backdrop else []  # a subject given only as elements
+        if backdrop or looks:
+            reference = _open_image(_resolve_image(job, backdrop), request.id) if backdrop else looks[0]
             small = ImageOps.fit(reference, (max(16, width // 4), max(16, height // 4)), Image.Resampling.BILINEAR)
             small = small.filter(ImageFilter.GaussianBlur(radius=max(2, min(width, height) // 80)))
             background = Image.blend(small, Image.new("RGB", small.size, (0, 0, 0)), 0.35)
@@ -644,7 +647,10 @@ def _build_shots(job: Job, width: int, height: int, crop_ratios: Sequence[float]
             subtitle += f" (cut keeps {keep:g} s)"
         if len(ranges) > 1:
             subtitle += f" · shot {number + 1}/{len(ranges)} of {request.id}"
-        subtitle += " · continues the scene" if body_start and not references else " · text to video"
+        if body_start and not references:
+            subtitle += " · continues the scene"
+        else:
+            subtitle += " · over its element" if looks else " · text to video"
         camera = _CameraCanvas(background, CARD_MOVE, width, height, frames, sharp=False)
         card = _Overlay.of(*_card_overlay(shot_id, subtitle, prompt, text_area))
         shots.append(_Shot(start, frames, camera, None, [card]))
@@ -878,16 +884,19 @@ class PreviewProvider:
         seconds = await asyncio.to_thread(synthesize_speech, speech, path)
         return SpeechResult(audio_id=f"preview-{digest[:16]}", duration=seconds, url=path.resolve().as_uri(), path=path)
 
-    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> int:
-        """A stable fake element id from the frontal image's digest (preview needs no account)."""
-        placeholder = registration.frontal_image
-        if placeholder.startswith(IMAGE_SCHEME):
+    async def register_element(self, registration: ElementRegistration, images: dict[str, Path]) -> RegisteredElement:
+        """A stable fake element id from the frontal image's digest, or a video element's identity
+        (preview needs no account, and clones no voice)."""
+        placeholder = registration.frontal_image or registration.placeholder
+        if placeholder.startswith(ELEMENT_SCHEME):
+            digest = placeholder[len(ELEMENT_SCHEME) :]
+        elif placeholder.startswith(IMAGE_SCHEME):
             digest = placeholder[len(IMAGE_SCHEME) :]
         elif placeholder in images:
             digest = hashlib.sha256(Path(images[placeholder]).read_bytes()).hexdigest()
         else:
             digest = hashlib.sha256(placeholder.encode()).hexdigest()
-        return int(digest[:15], 16) or 1
+        return RegisteredElement(int(digest[:15], 16) or 1)
 
     async def aclose(self) -> None:
         return None
