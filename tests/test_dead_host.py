@@ -47,7 +47,7 @@ def refused_port() -> int:
 def test_a_refusing_host_stops_the_render_at_once_and_says_so_once(no_keys, make_project):
     port = refused_port()
     no_keys.setenv("KLINGAI_ACCESS_KEY", "ak-test-key")
-    no_keys.setenv("KLINGAI_SECRET_KEY", "sk-test-secret")
+    no_keys.setenv("KLINGAI_SECRET_KEY", "sk-test-secret-of-thirty-two-bytes")
     no_keys.setenv("KLINGAI_BASE_URL", f"http://127.0.0.1:{port}")
     project = make_project(STORYBOARD)
     result = CliRunner().invoke(app, ["render", str(project), "--yes"])
@@ -56,7 +56,7 @@ def test_a_refusing_host_stops_the_render_at_once_and_says_so_once(no_keys, make
     host = f"127.0.0.1:{port}"
     assert result.output.count(f"the Kling host {host} refused") == 1, result.output
     assert "check the network and KLINGAI_BASE_URL" in result.output
-    assert "sk-test-secret" not in result.output
+    assert "sk-test-secret-of-thirty-two-bytes" not in result.output
     with Journal.open(project) as journal:  # nothing was claimed: no create was ever attempted
         assert journal.records() == []
 
