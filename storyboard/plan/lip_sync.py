@@ -15,6 +15,9 @@ limits, and they share the source (a rendered shot's clip or a video file) and t
   can be checked before (the crop, the insert point against the video, the volumes) is checked at
   its line here.
 
+  Advanced from text: Kling's TTS speaks it first (``plan.speech``, 0.05 units, as a text avatar),
+  ``face_choose[0].audio_id`` names that speech and the crop is all of it (its end filled in after TTS).
+
 Price (both methods): 0.5 units per started 5 s of the video (the clip keeps the source's length);
 advanced adds the face step's 0.05 and is assumed to cost what classic costs (the reference
 gives it no price of its own: unverified).
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, FACE_SCHEME, FaceStep
+from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, FACE_SCHEME, SPEECH_SCHEME, FaceStep, SpeechRequest
 from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import ADVANCED_LIP_SYNC, LIP_SYNC
 from storyboard.plan.kinds import (
@@ -40,7 +43,7 @@ from storyboard.plan.kinds import (
     video_facts,
 )
 from storyboard.plan.rules import Findings, seconds_text
-from storyboard.plan.speech import estimate_seconds
+from storyboard.plan.speech import TTS_UNITS, estimate_seconds, speech_placeholder
 
 if TYPE_CHECKING:
     from storyboard.load.spec import LipSync
@@ -61,6 +64,13 @@ ADVANCED_FIELDS = ("face", "audio_start", "audio_end", "insert_at", "volume", "o
 """Fields only the advanced method sends."""
 TEXT_FIELDS = ("voice_id", "language", "speed")
 """Fields that go with ``text`` (classic ``text2video``)."""
+SPEECH_SECONDS = (2.0, 60.0)
+"""Advanced from text: the TTS audio ``face_choose[].audio_id`` names lasts 2-60 s (§5.1)."""
+SPEECH_END_SCHEME = "speech-end://"
+"""``speech-end://<speech digest>/<room ms>``: the crop's end (``sound_end_time``) of speech TTS makes
+first, i.e. its real length in ms, known only after TTS; the engine fills it (``engine._speech_crop``)
+after checking it against 2-60 s and the room the video leaves after ``insert_at`` (the ms after the
+slash, so the check needs nothing the plan does not carry)."""
 FACE_SESSION = FACE_SCHEME + "session/"
 """``face://session/<source>``: the identify-face session of that source (the body names its source
 this way, so two lip syncs of different clips never share a content key)."""
@@ -71,6 +81,16 @@ def face_session_placeholder(source: str) -> str:
 
 def face_placeholder(index: int) -> str:
     return f"{FACE_SCHEME}{index}"
+
+
+def speech_end_placeholder(speech: str, room_ms: int) -> str:
+    return f"{SPEECH_END_SCHEME}{speech.removeprefix(SPEECH_SCHEME)}/{room_ms}"
+
+
+def parse_speech_end(placeholder: str) -> tuple[str, int]:
+    """The speech placeholder and the room (ms) a ``speech-end://`` placeholder names."""
+    digest, _, room = placeholder.removeprefix(SPEECH_END_SCHEME).partition("/")
+    return SPEECH_SCHEME + digest, int(room)
 
 
 # --- checks that need no file -------------------------------------------------------------------------
@@ -117,15 +137,18 @@ def check_lip_sync_shot(findings: Findings, shot: ResolvedShot) -> None:
                                f"lip_sync {name} is a field of the advanced method: set method: advanced, or "
                                "remove it (classic lip-syncs the whole clip)")
     elif spec.text is not None:
-        findings.error(findings.at(*where, "text"),
-                       "advanced lip sync speaks an audio file: give audio, or use method: classic for text")
+        for name in ("audio_start", "audio_end"):
+            if name in given:
+                findings.error(findings.at(*where, name),
+                               f"lip_sync {name} crops an audio file; spoken from text, the whole speech TTS makes "
+                               "is inserted (a crop would cut the words): remove it, and shorten the text instead")
 
 
 def _check_text(findings: Findings, spec: LipSync, where: tuple[Any, ...]) -> None:
     text = spec.text or ""
     if not text.strip():
         findings.error(findings.at(*where, "text"), "lip_sync text is empty: write what the voice says")
-    elif len(text) > TEXT_ADVISED_CHARS:
+    elif len(text) > TEXT_ADVISED_CHARS and spec.method == "classic":  # advanced speaks it through TTS (§4)
         findings.advise(findings.at(*where, "text"),
                         f"lip_sync text has {len(text)} characters; a reseller says Kling takes at most "
                         f"{TEXT_ADVISED_CHARS} (unverified): if Kling refuses it, shorten it or record it as audio")
@@ -236,7 +259,9 @@ def _advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...], vide
     """§5.1 step 2: one ``face_choose`` entry; the session and face id are filled in at render time."""
     findings = build.findings
     face_entry: dict[str, Any] = {"face_id": face_placeholder(spec.face)}
-    if spec.audio is None:  # text with advanced: reported at its line
+    if spec.text is not None and spec.audio is None:
+        return _spoken_advanced_body(build, spec, where, video, length, face_entry)
+    if spec.audio is None:  # no speech: reported at its line
         return {"session_id": face_session_placeholder(video), "face_choose": [face_entry]}, None
     heard = audio_seconds(findings, findings.at(*where, "audio"), spec.audio, LIP_SYNC_AUDIO)
     audio_ms = int(heard * 1000) if heard is not None else None  # floored: the end never passes the audio
@@ -276,3 +301,73 @@ def _advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...], vide
         f"of the video; the face's time window is known only then and is checked before the paid create "
         f"(it must overlap the speech by {seconds_text(FACE_OVERLAP_SECONDS)})")
     return body, FaceStep(source=video, face=spec.face, insert_ms=insert_ms, crop_ms=max(crop_ms, 0), units=face_units)
+
+
+def _spoken_advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...], video: str, length: float,
+                          face_entry: dict[str, Any]) -> tuple[dict[str, Any], FaceStep]:
+    """§5.1 with §4: Kling's TTS speaks the text first (``SpeechRequest``, as a text avatar's), and the
+    chosen face speaks all of it: ``audio_id`` names the speech, the crop runs from 0 to its real end.
+
+    The speech's length is known only after TTS, so the crop's end is a ``speech-end://`` placeholder
+    the engine fills, and the limits are checked here on the estimate's bracket (``plan.speech``): a
+    text surely outside 2-60 s of speech, or surely past the video's end from ``insert_at``, is
+    refused; one that may be is advised (the render refuses it before the paid create, after TTS).
+    """
+    findings = build.findings
+    assert spec.text is not None
+    text_at = findings.at(*where, "text")
+    if spec.voice_id and spec.voice_id in findings.board.voices:
+        findings.error(findings.at(*where, "voice_id"),
+                       f"{spec.voice_id} is one of the storyboard's custom voices: Kling's TTS speaks its preset "
+                       "voices only (kling-api-2.md §4); give a preset voice id, or record the line and use audio:")
+    estimate = estimate_seconds(spec.text, spec.language, spec.speed)
+    low, high = SPEECH_SECONDS
+    said = f"about {estimate.low:g}-{estimate.high:g} s (estimated from the text)"
+    if estimate.high < low:
+        findings.error(text_at, f"this text takes {said} to say: advanced lip sync needs {seconds_text(low)} to "
+                                f"{seconds_text(high)} of speech; write a longer line (or a lower speed)")
+    elif estimate.low < low:
+        findings.advise(text_at, f"this text may take under {seconds_text(low)} to say ({said}): Kling refuses "
+                                 f"advanced lip sync under {seconds_text(low)} of speech, after the {TTS_UNITS:g}-unit "
+                                 "TTS call; a longer line is safer")
+    if estimate.low > high:
+        findings.error(text_at, f"this text takes {said} to say: advanced lip sync takes at most "
+                                f"{seconds_text(high)} of speech; split it into two lip syncs")
+    elif estimate.high > high:
+        findings.advise(text_at, f"this text may take over {seconds_text(high)} to say ({said}): Kling refuses "
+                                 f"advanced lip sync over {seconds_text(high)} of speech; a shorter line is safer")
+    insert_ms = _ms(spec.insert_at)
+    room_ms = max(0, _ms(length) - insert_ms)
+    fit_at = findings.at(*where, "insert_at" if "insert_at" in spec.model_fields_set else "text")
+    if estimate.low * 1000 > room_ms:
+        findings.error(fit_at, f"the speech ({said}) inserted at {insert_ms / 1000:g} s ends past the end of the "
+                               f"video ({length:.2f} s): insert it earlier or shorten the text")
+    elif estimate.high * 1000 > room_ms:
+        findings.advise(fit_at, f"the speech ({said}) inserted at {insert_ms / 1000:g} s may end past the end of the "
+                                f"video ({length:.2f} s): if it does, the render stops before the lip sync is sent "
+                                f"(the TTS and face calls paid); insert it earlier or shorten the text")
+    voice = spec.voice_id or ""
+    placeholder = speech_placeholder(spec.text, voice, spec.language, spec.speed)
+    build.speech.append(SpeechRequest(placeholder=placeholder, text=spec.text, voice_id=voice, language=spec.language,
+                                      speed=spec.speed, low_seconds=estimate.low, high_seconds=estimate.high,
+                                      units=TTS_UNITS))
+    build.extra_units += TTS_UNITS
+    face_entry.update({"audio_id": placeholder, "sound_start_time": 0,
+                       "sound_end_time": speech_end_placeholder(placeholder, room_ms), "sound_insert_time": insert_ms})
+    if spec.volume is not None:
+        face_entry["sound_volume"] = spec.volume
+    if spec.original_volume is not None:
+        face_entry["original_audio_volume"] = spec.original_volume
+    body: dict[str, Any] = {"session_id": face_session_placeholder(video), "face_choose": [face_entry]}
+    if build.shot.watermark:
+        body["watermark_info"] = {"enabled": True}
+    build.notes.append(
+        f"advanced lip sync from text: Kling's TTS speaks it first ({voice}, {spec.language}, speed {spec.speed:g}; "
+        f"{TTS_UNITS:g} units per call, journaled and reused for 29 days), {said}; then identify-face "
+        f"({caps.FACE_RECOGNITION_UNITS} units, once), then face {spec.face} speaks the whole speech from "
+        f"{insert_ms / 1000:g} s of the video (the crop ends at the speech's real length, filled in after TTS); "
+        f"before the paid create the speech is checked against {seconds_text(low)}-{seconds_text(high)}, the video's "
+        f"end and the face's time window (overlap {seconds_text(FACE_OVERLAP_SECONDS)})")
+    crop_ms = round(estimate.high * 1000)  # the engine replaces it with the real length after TTS
+    return body, FaceStep(source=video, face=spec.face, insert_ms=insert_ms, crop_ms=crop_ms,
+                          units=float(caps.FACE_RECOGNITION_UNITS))

@@ -77,7 +77,14 @@ from storyboard.plan import (
     VoiceRegistration,
 )
 from storyboard.plan.capabilities import KIND_OUTPUT_SLACK
-from storyboard.plan.lip_sync import FACE_OVERLAP_SECONDS, face_placeholder, face_session_placeholder
+from storyboard.plan.lip_sync import (
+    FACE_OVERLAP_SECONDS,
+    SPEECH_END_SCHEME,
+    SPEECH_SECONDS,
+    face_placeholder,
+    face_session_placeholder,
+    parse_speech_end,
+)
 from storyboard.plan.pricing import kind_price
 from storyboard.plan.speech import AUDIO_ID_DAYS, REUSE_SECONDS
 from storyboard.render.health import HostHealth
@@ -588,13 +595,17 @@ class _Run:
         """
         audio_ids, images = dict(job.audio_ids), dict(job.images)
         seconds = 0.0
+        lengths: dict[str, float] = {}
         for speech in request.speech:
             result = await self._speech(request, speech)
             audio_ids[speech.placeholder] = result.audio_id
             if result.path is not None:
                 images[speech.placeholder] = result.path
             seconds = max(seconds, result.duration)
+            lengths[speech.placeholder] = result.duration
         job = replace(job, audio_ids=audio_ids, images=images)
+        if request.family == "advanced-lip-sync":
+            return self._speech_crop(request, job, lengths)
         if request.family != "avatar/image2video":
             return request, job  # a kind billed by other lengths (a lip sync bills its video) keeps its price
         if not 2.0 <= seconds <= 300.0:
@@ -609,6 +620,44 @@ class _Run:
                                          f"set the shot's duration to {math.floor(seconds * 10) / 10:g} to avoid it")
         update = {"units": units, "duration": billed}
         return request.model_copy(update=update), replace(job, request=job.request.model_copy(update=update))
+
+    def _speech_crop(self, request: Request, job: Job, lengths: dict[str, float]) -> tuple[Request, Job]:
+        """An advanced lip sync from text: its crop's end filled with the speech's real length, checked first.
+
+        Why here, before the face step: the speech's length is known only now, and a speech outside
+        Kling's 2-60 s, or one that runs past the video's end from ``insert_at``, would be refused
+        after the face step's 0.05 units; so it stops here, with only the TTS call paid (journaled:
+        a changed text or insert point reuses nothing, an unchanged one pays nothing again). The
+        face step then checks the real length against the face's window. The TTS units leave the
+        request's price: they were paid on their own call (``_synthesize``), not by the create.
+        """
+        urls = dict(job.urls)
+        face = request.face
+        tts = sum(s.units for s in request.speech)
+        paid = (f"its speech was paid ({tts:g} units of TTS, journaled: an unchanged text is not paid again); "
+                "face recognition and the lip sync were not sent")
+        for entry in request.body.get("face_choose", []):
+            end = entry.get("sound_end_time")
+            if not (isinstance(end, str) and end.startswith(SPEECH_END_SCHEME)):
+                continue
+            speech, room_ms = parse_speech_end(end)
+            speech_ms = int(lengths[speech] * 1000)  # floored: the crop never passes the audio's end
+            low, high = SPEECH_SECONDS
+            if not low * 1000 <= speech_ms <= high * 1000:
+                raise _Stop("failed", f"its speech lasts {speech_ms / 1000:.2f} s and Kling's advanced lip sync takes "
+                                      f"{low:g}-{high:g} s of speech; {paid}. Change the text")
+            if speech_ms > room_ms:
+                insert = int(entry.get("sound_insert_time", 0))
+                raise _Stop("failed", f"its speech lasts {speech_ms / 1000:.2f} s; inserted at {insert / 1000:g} s it "
+                                      f"ends at {(insert + speech_ms) / 1000:g} s, past the end of the video "
+                                      f"({(insert + room_ms) / 1000:g} s); {paid}. Insert it earlier or shorten the text")
+            urls[end] = str(speech_ms)
+            if face is not None:
+                face = face.model_copy(update={"crop_ms": speech_ms})
+        units = float(Decimal(str(request.units)) - Decimal(str(tts)))
+        update: dict[str, object] = {"units": units, "face": face}
+        return request.model_copy(update=update), replace(job, request=job.request.model_copy(update=update),
+                                                          urls=urls)
 
     async def _speech(self, request: Request, speech: SpeechRequest) -> SpeechResult:
         """The speech's audio id: from the journal while Kling still keeps it, else made once by TTS.
@@ -751,8 +800,10 @@ class _Run:
             session_id, faces = await self._identify_face(request, source_key, source, step.units)
         paid = self.journal.face_session(self.name, source_key)
         paid_units = paid.units if paid is not None else step.units
-        what_paid = (f"face recognition of it was paid ({paid_units:g} units, journaled: it is not paid again); "
-                     "the lip sync was not sent")
+        spoken = sum(s.units for s in request.speech)
+        what_paid = (f"face recognition of it was paid ({paid_units:g} units, journaled: it is not paid again)"
+                     + (f" and its speech ({spoken:g} units of TTS, journaled)" if spoken else "")
+                     + "; the lip sync was not sent")
         if not faces:
             raise _Stop("failed", f"Kling found no face in the clip it re-voices; {what_paid}. Use a clip where a face "
                                   "is on screen, or method: classic")
@@ -770,8 +821,7 @@ class _Run:
                                   "time, or choose another face")
         urls = {**job.urls, face_session_placeholder(step.source): session_id,
                 face_placeholder(step.face): str(chosen["face_id"])}
-        return Job(request=job.request, project_dir=job.project_dir, images=job.images, elements=job.elements,
-                   urls=urls)
+        return replace(job, urls=urls)  # keeps the speech's audio ids (an advanced lip sync from text)
 
     def _face_source(self, source: str) -> dict[str, str]:
         """The identify-face body naming a face step's source: a rendered clip's Kling video id, else a URL."""

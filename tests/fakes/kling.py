@@ -87,7 +87,8 @@ Decisions on the reference's open questions (all in one place so tests can rely 
   long one lives): a create naming it is refused 400/1201 "session_id: session expired".
 * Advanced lip sync (``POST /v1/videos/advanced-lip-sync``): a session this fake issued, exactly
   one ``face_choose`` entry with a face id of that session, ``sound_file`` (probed, 2-60 s, 5 MB)
-  or ``audio_id``, integer ms ``sound_start_time`` < ``sound_end_time`` <= the audio (crop >= 2 s),
+  or ``audio_id`` (issued by this fake's TTS within 30 days, 2-60 s), integer ms ``sound_start_time`` <
+  ``sound_end_time`` <= the audio (crop >= 2 s),
   ``sound_insert_time`` with the inserted crop inside the video and overlapping the face's window
   by >= 2 s, volumes in [0, 2]. Billed 0.5 units per started 5 s of the video (assumed as classic).
   Queried at ``GET /v1/videos/advanced-lip-sync/{task_id}``; the external-id lookup forms answer
@@ -1888,8 +1889,16 @@ class FakeKling:
             raise _invalid("face_choose[0].face_id", "not a face of this session")
         if ("audio_id" in entry) == ("sound_file" in entry):
             raise _invalid("face_choose[0].sound_file", "exactly one of audio_id or sound_file is required")
-        audio_ms = 5000 if "audio_id" in entry else int(self._audio(entry["sound_file"], "face_choose[0].sound_file",
-                                                                   60) * 1000)
+        if "audio_id" in entry:  # TTS audio this fake issued within 30 days, 2-60 s (kling-api-2.md §5.1)
+            made = self.audios.get(entry["audio_id"]) if isinstance(entry["audio_id"], str) else None
+            if made is None or self.clock() - made["issued_at"] > AUDIO_ID_LIFETIME:
+                raise _invalid("face_choose[0].audio_id",
+                               f"audio {entry['audio_id']!r} not found or expired (TTS audio is kept 30 days)")
+            if not 2 <= float(made["duration"]) <= 60:
+                raise _invalid("face_choose[0].audio_id", f"audio must be 2-60 s, got {made['duration']:.2f} s")
+            audio_ms = int(float(made["duration"]) * 1000)
+        else:
+            audio_ms = int(self._audio(entry["sound_file"], "face_choose[0].sound_file", 60) * 1000)
         times = {}
         for name in ("sound_start_time", "sound_end_time", "sound_insert_time"):
             value = entry.get(name)

@@ -26,6 +26,7 @@ from storyboard.plan import (
     SPEECH_SCHEME,
     VIDEO_SCHEME,
 )
+from storyboard.plan.lip_sync import SPEECH_END_SCHEME
 from storyboard.render.providers.base import Job
 
 
@@ -63,6 +64,10 @@ def concrete_body(job: Job, element_as: Callable[[int], Any]) -> dict[str, Any]:
                     "or render the source shot on Kling first; or use --provider preview",
                     details={"during": "create"},
                 )
+            if value.startswith(SPEECH_END_SCHEME):  # advanced lip sync from text: the speech's length in ms
+                if value not in job.urls:
+                    raise InternalError(f"request {job.request.id}: the speech's length did not fill {value}")
+                return int(job.urls[value])
             if value.startswith(SPEECH_SCHEME):  # an avatar from text: the audio id TTS gave (engine._speech)
                 if value not in job.audio_ids:
                     raise InternalError(f"request {job.request.id}: speech {value} was not synthesized")

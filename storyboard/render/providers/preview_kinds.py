@@ -13,7 +13,7 @@ A plausible stand-in therefore uses the file itself:
   from text, a deterministic speech-like sound as long as the text takes to say (an estimate:
   the slow reading of ``plan.speech.estimate_seconds``); advanced, the clip's own sound (at
   ``original_audio_volume``) mixed with the audio's crop inserted at ``sound_insert_time`` (at
-  ``sound_volume``), as Kling places it;
+  ``sound_volume``), as Kling places it; from text, the crop is all of the TTS stand-in;
 * omni with a video: the video itself (an edit keeps its length; a reference is looped to the
   requested duration), with its sound when the request keeps it.
 
@@ -117,9 +117,13 @@ def render_kind_preview(job: Job, dest: Path, *, four_k_preview_height: int = 10
     elif request.family == "advanced-lip-sync":
         assert request.face is not None  # planned with its face step (plan.lip_sync)
         source = _input(job, CLIP_SCHEME) if request.face.source.startswith(CLIP_SCHEME) else _input(job, VIDEO_SCHEME)
-        inputs += ["-i", str(source), "-i", str(_input(job, AUDIO_SCHEME))]
+        face = dict(request.body["face_choose"][0])
+        from_text = "audio_id" in face  # from text: the TTS stand-in, its crop end filled by the engine
+        if from_text and str(face["sound_end_time"]) in job.urls:
+            face["sound_end_time"] = int(job.urls[str(face["sound_end_time"])])
+        inputs += ["-i", str(source), "-i", str(_input(job, SPEECH_SCHEME if from_text else AUDIO_SCHEME))]
         video_filter = _fit(width, height, "[0:v]", fps) + ",tpad=stop_mode=clone:stop=-1"
-        audio_chain = inserted_speech_chain(request.body["face_choose"][0], _has_audio(source))
+        audio_chain = inserted_speech_chain(face, _has_audio(source))
     else:  # omni with a reference or edited video
         clip = _input(job, VIDEO_SCHEME)
         edit = request.body["video_list"][0].get("refer_type") == "base"
