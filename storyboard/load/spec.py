@@ -487,7 +487,8 @@ class LipSync(Strict):
     """A lip-sync shot: the mouth of a rendered shot (or of a video file) re-driven by speech.
 
     The speech is an audio file (``audio``) or a text Kling speaks in one of its voices (``text`` +
-    ``voice_id``, classic only). ``method`` picks Kling's endpoint (kling-api-2.md §5): ``classic``
+    ``voice_id``: classic sends it as ``text2video``, advanced has Kling's TTS speak it first and
+    inserts that audio). ``method`` picks Kling's endpoint (kling-api-2.md §5): ``classic``
     (``/v1/videos/lip-sync``, the whole clip, verified by a paid live run) or ``advanced``
     (identify-face then ``/v1/videos/advanced-lip-sync``: one chosen face, a crop of the audio
     inserted at a point of the clip, volumes; documented 2026-09, 0.05 units more for the face step).
@@ -502,8 +503,9 @@ class LipSync(Strict):
         None, description="The new speech (path): mp3, wav, m4a or aac, 2-60 s, at most 5 MB. Or give text."
     )
     text: str | None = Field(
-        None, description="Or the words Kling speaks in voice_id (classic only; a reseller says at most 120 "
-        "characters, unverified: validate advises above it)."
+        None, description="Or the words Kling speaks in voice_id: classic sends them as text2video (a reseller "
+        "says at most 120 characters, unverified: validate advises above it); advanced has Kling's TTS speak them "
+        "first (0.05 units, 2-60 s of speech) and inserts that audio at insert_at."
     )
     voice_id: str | None = Field(None, description="With text: the Kling lip-sync voice that speaks it.")
     language: Literal["en", "zh"] = Field("en", description="With text: the voice's language (voice_language).")
