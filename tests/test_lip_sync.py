@@ -13,7 +13,6 @@ import asyncio
 import base64
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import av
@@ -22,43 +21,26 @@ import pytest
 
 from storyboard.errors import StoryboardInvalid
 from storyboard.load.loader import load
-from storyboard.media import ffmpeg_exe, probe
+from storyboard.media import probe
 from storyboard.plan import AUDIO_SCHEME, CLIP_SCHEME, FaceStep, planner
 from storyboard.render import engine
 from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from storyboard.render.providers.preview import PreviewProvider, preview_size
 from tests.fakes.kling import FakeKling, Fault
+from tests.media_inputs import make_audio, make_video
 
 URL = "https://cdn.example.test/clips/"
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-def _video(path: Path, seconds: float, width: int, height: int, sound: bool) -> None:
-    args = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24"]
-    if sound:
-        args += ["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"]
-    args += ["-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    if sound:
-        args += ["-c:a", "aac", "-b:a", "48k"]
-    _ffmpeg(*args, str(path))
-
-
-def _audio(path: Path, seconds: float) -> None:
-    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=200:sample_rate=16000", "-t", str(seconds), "-ac", "1", str(path))
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("lip-sync-media")
     made = {
-        "talk_4s.mp4": lambda p: _video(p, 4, 1280, 720, sound=True),
-        "silent_4s.mp4": lambda p: _video(p, 4, 1280, 720, sound=False),
-        "speech.wav": lambda p: _audio(p, 3),
-        "blip.wav": lambda p: _audio(p, 1),
+        "talk_4s.mp4": lambda p: make_video(p, 4, 1280, 720, sound=True),
+        "silent_4s.mp4": lambda p: make_video(p, 4, 1280, 720, sound=False),
+        "speech.wav": lambda p: make_audio(p, 3),
+        "blip.wav": lambda p: make_audio(p, 1),
     }
     for name, make in made.items():
         make(folder / name)

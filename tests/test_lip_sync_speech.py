@@ -24,7 +24,8 @@ from storyboard.render.journal import Journal
 from storyboard.render.providers.kling import KlingCredentials, KlingProvider
 from storyboard.render.providers.preview import PreviewProvider
 from tests.fakes.kling import FakeKling, tts_seconds
-from tests.test_lip_sync import _loudness, _video
+from tests.media_inputs import make_video
+from tests.test_lip_sync import _loudness
 
 URL = "https://cdn.example.test/clips/talk_8s.mp4"
 LINE = "Welcome aboard, crew. The hangar is ready."
@@ -51,8 +52,8 @@ SPOKEN = f"""\
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("lip-sync-speech-media")
-    _video(folder / "talk_8s.mp4", 8, 1280, 720, sound=True)
-    _video(folder / "silent_8s.mp4", 8, 1280, 720, sound=False)
+    make_video(folder / "talk_8s.mp4", 8, 1280, 720, sound=True)
+    make_video(folder / "silent_8s.mp4", 8, 1280, 720, sound=False)
     return {"talk_8s.mp4": folder / "talk_8s.mp4", "silent_8s.mp4": folder / "silent_8s.mp4"}
 
 

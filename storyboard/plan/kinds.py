@@ -38,7 +38,7 @@ from storyboard.plan import capabilities as caps
 from storyboard.plan.capabilities import AVATAR, MOTION_CONTROL, OMNI
 from storyboard.plan.pricing import content_key, external_task_id, kind_price, total_units, usd
 from storyboard.plan.rules import Findings, check_text, seconds_text
-from storyboard.plan.speech import TTS_UNITS, estimate_seconds, speech_placeholder
+from storyboard.plan.speech import TTS_UNITS, SpeechEstimate, estimate_seconds, speech_placeholder
 
 if TYPE_CHECKING:
     from storyboard.load.spec import Shot
@@ -561,6 +561,31 @@ def _avatar(build: KindBuild) -> KindRequest:
                        ratio, width, height, 24)
 
 
+def check_speech_length(findings: Findings, text_at: Location, estimate: SpeechEstimate, limits: tuple[float, float],
+                        product: str, split: str) -> None:
+    """Check text that Kling's TTS speaks first against the speech length ``product`` takes.
+
+    Why on the estimate's bracket (``plan.speech``): the real length is known only after the paid
+    TTS call, so a text surely outside ``limits`` is refused, and one that may be is advised (Kling
+    would refuse the request after the TTS call had been paid). ``split`` is the fix for a too-long text.
+    """
+    low, high = limits
+    said = f"about {estimate.low:g}-{estimate.high:g} s (estimated from the text)"
+    if estimate.high < low:
+        findings.error(text_at, f"this text takes {said} to say: {product} needs {seconds_text(low)} to "
+                                f"{seconds_text(high)} of speech; write a longer line (or a lower speed)")
+    elif estimate.low < low:
+        findings.advise(text_at, f"this text may take under {seconds_text(low)} to say ({said}): {product} refuses "
+                                 f"speech under {seconds_text(low)}, after the {TTS_UNITS:g}-unit TTS call; "
+                                 "a longer line is safer")
+    if estimate.low > high:
+        findings.error(text_at, f"this text takes {said} to say: {product} takes at most {seconds_text(high)} "
+                                f"of speech; {split}")
+    elif estimate.high > high:
+        findings.advise(text_at, f"this text may take over {seconds_text(high)} to say ({said}): {product} refuses "
+                                 f"speech over {seconds_text(high)}; a shorter line is safer")
+
+
 def _spoken_avatar(build: KindBuild) -> KindRequest:
     """§4, text + voice: TTS makes the speech first (``SpeechRequest``), the avatar takes its ``audio_id``.
 
@@ -579,23 +604,8 @@ def _spoken_avatar(build: KindBuild) -> KindRequest:
                        f"{spec.voice_id} is one of the storyboard's custom voices: Kling's TTS speaks its preset "
                        "voices only (kling-api-2.md §4); give a preset voice id, or record the line and use audio:")
     estimate = estimate_seconds(spec.text, spec.language, spec.speed)
-    text_at = findings.at(*where, "text")
-    low, high = AVATAR_AUDIO.min_seconds, AVATAR_AUDIO.max_seconds
-    if estimate.high < low:
-        findings.error(text_at, f"this text takes about {estimate.low:g}-{estimate.high:g} s to say: Kling's avatar "
-                                f"needs {seconds_text(low)} to {seconds_text(high)} of speech; write a longer line "
-                                "(or a lower speed)")
-    elif estimate.low < low:
-        findings.advise(text_at, f"this text may take under {seconds_text(low)} to say (about {estimate.low:g}-"
-                                 f"{estimate.high:g} s): Kling refuses an avatar under {seconds_text(low)} of speech, "
-                                 "after the 0.05-unit TTS call; a longer line is safer")
-    if estimate.low > high:
-        findings.error(text_at, f"this text takes about {estimate.low:g}-{estimate.high:g} s to say: Kling's avatar "
-                                f"takes at most {seconds_text(high)} of speech; split it into two shots")
-    elif estimate.high > high:
-        findings.advise(text_at, f"this text may take over {seconds_text(high)} to say (about {estimate.low:g}-"
-                                 f"{estimate.high:g} s): Kling refuses an avatar over {seconds_text(high)} of speech; "
-                                 "a shorter line is safer")
+    check_speech_length(findings, findings.at(*where, "text"), estimate,
+                        (AVATAR_AUDIO.min_seconds, AVATAR_AUDIO.max_seconds), "Kling's avatar", "split it into two shots")
     if shot.spec.duration > estimate.high + caps.KIND_OUTPUT_SLACK:
         findings.error(findings.at("shots", shot.index, "duration"),
                        f"shot {shot.id} keeps {seconds_text(shot.spec.duration)}, but its speech lasts about "

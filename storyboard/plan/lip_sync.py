@@ -39,6 +39,7 @@ from storyboard.plan.kinds import (
     _check_kept,
     _video_field,
     audio_seconds,
+    check_speech_length,
     round_half_up,
     video_facts,
 )
@@ -323,19 +324,7 @@ def _spoken_advanced_body(build: KindBuild, spec: LipSync, where: tuple[Any, ...
     estimate = estimate_seconds(spec.text, spec.language, spec.speed)
     low, high = SPEECH_SECONDS
     said = f"about {estimate.low:g}-{estimate.high:g} s (estimated from the text)"
-    if estimate.high < low:
-        findings.error(text_at, f"this text takes {said} to say: advanced lip sync needs {seconds_text(low)} to "
-                                f"{seconds_text(high)} of speech; write a longer line (or a lower speed)")
-    elif estimate.low < low:
-        findings.advise(text_at, f"this text may take under {seconds_text(low)} to say ({said}): Kling refuses "
-                                 f"advanced lip sync under {seconds_text(low)} of speech, after the {TTS_UNITS:g}-unit "
-                                 "TTS call; a longer line is safer")
-    if estimate.low > high:
-        findings.error(text_at, f"this text takes {said} to say: advanced lip sync takes at most "
-                                f"{seconds_text(high)} of speech; split it into two lip syncs")
-    elif estimate.high > high:
-        findings.advise(text_at, f"this text may take over {seconds_text(high)} to say ({said}): Kling refuses "
-                                 f"advanced lip sync over {seconds_text(high)} of speech; a shorter line is safer")
+    check_speech_length(findings, text_at, estimate, SPEECH_SECONDS, "advanced lip sync", "split it into two lip syncs")
     insert_ms = _ms(spec.insert_at)
     room_ms = max(0, _ms(length) - insert_ms)
     fit_at = findings.at(*where, "insert_at" if "insert_at" in spec.model_fields_set else "text")
